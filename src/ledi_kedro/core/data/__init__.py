@@ -1,0 +1,1 @@
+"""Data ingestion and tensor conversion (numpy + PIL; torch only in ``tensors``)."""

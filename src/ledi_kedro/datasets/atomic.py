@@ -1,0 +1,43 @@
+"""Atomic variants of kedro-datasets' file datasets.
+
+kedro-datasets writes straight into the target file, so an interrupted save leaves a truncated
+artifact behind. These subclasses point the parent's writer at a temporary sibling and rename it
+onto the target only once the write has finished.
+"""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+from typing import Any
+
+from kedro_datasets.json import JSONDataset
+from kedro_datasets.polars import EagerPolarsDataset
+
+from ledi_kedro.core.io import atomic_path
+
+
+class _AtomicSaveMixin:
+    _filepath: PurePosixPath
+    _protocol: str
+
+    def save(self, data: Any) -> None:
+        parent_save = super().save  # type: ignore[misc]
+        parent_save = getattr(parent_save, "__wrapped__", parent_save).__get__(self)
+        if self._protocol != "file":  # remote stores have their own atomicity
+            parent_save(data)
+            return
+        original = self._filepath
+        with atomic_path(str(original)) as tmp:
+            self._filepath = PurePosixPath(tmp.as_posix())
+            try:
+                parent_save(data)
+            finally:
+                self._filepath = original
+
+
+class AtomicJSONDataset(_AtomicSaveMixin, JSONDataset):
+    """``json.JSONDataset`` with atomic saves."""
+
+
+class AtomicPolarsDataset(_AtomicSaveMixin, EagerPolarsDataset):
+    """``polars.EagerPolarsDataset`` with atomic saves."""

@@ -1,0 +1,145 @@
+"""Thin Kedro nodes over :mod:`ledi_kedro.core.data`."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import polars as pl
+
+from ledi_kedro.core.config import from_dict, to_dict
+from ledi_kedro.core.data.images import ImageSpec
+from ledi_kedro.core.data.ingest import DEFAULT_FASHION_MNIST_DIR, IngestResult, ingest
+from ledi_kedro.core.data.splits import assign_splits
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "test")
+
+
+class BadImagesError(ValueError):
+    """Raised under ``on_bad_image: fail``; lists every rejected file and why."""
+
+
+class NoUsableImagesError(ValueError):
+    """The source yielded no image that passed validation."""
+
+
+@dataclass(frozen=True)
+class SourceParams:
+    kind: Literal["fashion_mnist", "image_folder"] = "fashion_mnist"
+    path: str = DEFAULT_FASHION_MNIST_DIR
+
+
+@dataclass(frozen=True)
+class PreprocessParams:
+    source: SourceParams = field(default_factory=SourceParams)
+    image: ImageSpec = field(default_factory=ImageSpec)
+    on_bad_image: Literal["skip", "fail"] = "skip"
+    test_fraction: float = 0.1
+    split_seed: int = 0
+    num_workers: int = 0  # 0: one per CPU core
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.test_fraction < 1.0:
+            raise ValueError(f"test_fraction must be in [0, 1), got {self.test_fraction}")
+        if self.num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
+
+
+def parse_params(raw: dict[str, Any]) -> PreprocessParams:
+    return from_dict(PreprocessParams, raw, "preprocess")
+
+
+def ingest_images(params: dict[str, Any]) -> IngestResult:
+    """Decode and validate every image of the source; apply the ``on_bad_image`` policy."""
+    p = parse_params(params)
+    result = ingest(p.source.kind, p.source.path, p.image, num_workers=p.num_workers)
+    n_ok, n_bad = len(result.records), len(result.rejected)
+    rate = (n_ok + n_bad) / result.seconds if result.seconds > 0 else float("inf")
+    log.info("Ingested %d images from %s in %.1f s (%.0f img/s); %d rejected",
+             n_ok, p.source.path, result.seconds, rate, n_bad)
+    if n_bad and p.on_bad_image == "fail":
+        lines = "\n".join(f"  {r.source}: {r.reason} ({r.detail})" for r in result.rejected)
+        raise BadImagesError(
+            f"{n_bad} bad image(s) in {p.source.path} and preprocess.on_bad_image is 'fail':\n{lines}"
+        )
+    if n_bad:
+        counts = Counter(r.reason for r in result.rejected)
+        log.warning("Skipped %d bad image(s) (%s); see the preprocess report for the list",
+                    n_bad, ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
+    if n_ok == 0:
+        raise NoUsableImagesError(
+            f"No usable image in {p.source.path} ({n_bad} file(s) rejected). Check "
+            "preprocess.source.path and preprocess.source.kind, and the report's reasons."
+        )
+    return result
+
+
+def build_manifest(ingested: IngestResult, params: dict[str, Any]) -> pl.DataFrame:
+    """One row per accepted image: id, source, split, label, original size and mode, content hash."""
+    p = parse_params(params)
+    records = ingested.records
+    splits = assign_splits([r.split for r in records], p.test_fraction, p.split_seed)
+    label_of = {name: i for i, name in enumerate(ingested.class_names)}
+    next_index = dict.fromkeys(SPLITS, 0)
+    split_index = []
+    for s in splits:
+        split_index.append(next_index[s])
+        next_index[s] += 1
+    return pl.DataFrame(
+        {
+            "id": np.arange(len(records), dtype=np.int64),
+            "split": splits,
+            "split_index": split_index,
+            "source": [r.source for r in records],
+            "label": [label_of.get(r.class_name) if r.class_name is not None else None for r in records],
+            "class_name": [r.class_name for r in records],
+            "width": [r.width for r in records],
+            "height": [r.height for r in records],
+            "mode": [r.mode for r in records],
+            "sha256": [r.sha256 for r in records],
+        },
+        schema_overrides={"label": pl.Int32, "split_index": pl.Int64, "class_name": pl.String},
+    )
+
+
+def build_split_tensors(ingested: IngestResult, manifest: pl.DataFrame) -> tuple[dict, dict]:
+    """uint8 images (N, C, H, W) and int64 labels (-1: none) for the train and the test split."""
+    out = []
+    for split in SPLITS:
+        rows = manifest.filter(pl.col("split") == split)
+        idx = rows["id"].to_numpy()
+        out.append({
+            "images": np.ascontiguousarray(ingested.images[idx]),
+            "labels": rows["label"].fill_null(-1).to_numpy().astype(np.int64),
+            "__metadata__": {"class_names": ingested.class_names, "split": split},
+        })
+    return out[0], out[1]
+
+
+def build_report(ingested: IngestResult, manifest: pl.DataFrame, params: dict[str, Any]) -> dict[str, Any]:
+    """Counts for DVC metrics, plus every rejected file with its reason."""
+    p = parse_params(params)
+    n_seen = len(ingested.records) + len(ingested.rejected)
+    counts = manifest.group_by("split").len()
+    per_split = dict(zip(counts["split"].to_list(), counts["len"].to_list(), strict=True))
+    n_dup = int(manifest.height - manifest["sha256"].n_unique())
+    if n_dup:
+        log.warning("%d image(s) repeat the content of another image (same sha256)", n_dup)
+    return {
+        "n_images": manifest.height,
+        "n_train": int(per_split.get("train", 0)),
+        "n_test": int(per_split.get("test", 0)),
+        "n_classes": len(ingested.class_names),
+        "n_rejected": len(ingested.rejected),
+        "n_duplicate_content": n_dup,
+        "ingest_seconds": round(ingested.seconds, 3),
+        "images_per_second": round(n_seen / ingested.seconds, 1) if ingested.seconds > 0 else None,
+        "rejected_by_reason": dict(sorted(Counter(r.reason for r in ingested.rejected).items())),
+        "source": to_dict(p.source),
+        "rejected": [{"source": r.source, "reason": r.reason, "detail": r.detail} for r in ingested.rejected],
+    }

@@ -1,0 +1,13 @@
+"""Kedro settings: hooks and the configuration loader."""
+
+from ledi_kedro.hooks import SeedHooks
+
+HOOKS = (SeedHooks(),)
+
+# Telemetry is off for this project (see also .telemetry); its hooks are not registered.
+DISABLE_HOOKS_FOR_PLUGINS = ("kedro-telemetry",)
+
+CONFIG_LOADER_ARGS = {
+    "base_env": "base",
+    "default_run_env": "local",
+}

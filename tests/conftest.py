@@ -1,0 +1,120 @@
+"""Shared fixtures. Tests never touch the network or model hubs."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def encode(img: Image.Image, fmt: str, **kwargs) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **kwargs)
+    return buf.getvalue()
+
+
+def rgb_image(w: int, h: int, seed: int = 0) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8))
+
+
+# name -> expected rejection reason (None: accepted)
+BAD_FILES = {
+    "train/cats/empty.png": "empty_file",
+    "train/cats/truncated.jpg": "truncated_or_corrupt",
+    "train/cats/notes.jpg": "not_an_image",
+    "train/dogs/readme.txt": "not_an_image",
+    "train/dogs/float.tif": "unsupported_mode",
+    "train/dogs/tiny.png": "too_small",
+    "train/dogs/anim.gif": "animated_or_multi_frame",
+}
+
+
+def write_image_tree(root: Path) -> dict[str, str | None]:
+    """A small labelled train/test tree with one file for every bad-input case.
+
+    Returns {relative path: expected rejection reason or None}.
+    """
+    files: dict[str, bytes] = {}
+    for split, n in (("train", 3), ("test", 2)):
+        for c, cls in enumerate(("cats", "dogs")):
+            for i in range(n):
+                files[f"{split}/{cls}/img{i}.png"] = encode(rgb_image(40, 48, seed=100 * c + i), "PNG")
+    rgba = Image.new("RGBA", (16, 16), (255, 0, 0, 0))
+    files["train/cats/rgba.png"] = encode(rgba, "PNG")
+    files["train/cats/cmyk.jpg"] = encode(rgb_image(20, 20).convert("CMYK"), "JPEG")
+    files["train/cats/grey16.png"] = encode(Image.fromarray(np.full((20, 20), 65535, np.uint16)), "PNG")
+    pal = rgb_image(20, 20).convert("P")
+    files["train/dogs/palette.png"] = encode(pal, "PNG")
+    files["train/dogs/webp.webp"] = encode(rgb_image(24, 24), "WEBP")
+    files["train/dogs/bmp.bmp"] = encode(rgb_image(24, 24), "BMP")
+    jpeg = encode(rgb_image(64, 64, seed=7), "JPEG", quality=90)
+    files["train/cats/truncated.jpg"] = jpeg[: len(jpeg) // 2]
+    files["train/cats/empty.png"] = b""
+    files["train/cats/notes.jpg"] = b"this is not a jpeg at all, just text"
+    files["train/dogs/readme.txt"] = b"labels are the folder names"
+    files["train/dogs/float.tif"] = encode(Image.fromarray(np.ones((20, 20), np.float32)), "TIFF")
+    files["train/dogs/tiny.png"] = encode(rgb_image(4, 4), "PNG")
+    frames = [rgb_image(16, 16, seed=s) for s in range(3)]
+    buf = io.BytesIO()
+    frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:])
+    files["train/dogs/anim.gif"] = buf.getvalue()
+    for rel, data in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+    return {rel: BAD_FILES.get(rel) for rel in files}
+
+
+@pytest.fixture
+def image_tree(tmp_path: Path) -> tuple[Path, dict[str, str | None]]:
+    root = tmp_path / "images"
+    expected = write_image_tree(root)
+    return root, expected
+
+
+def make_archive(folder: Path, target: Path, wrap: str | None = None) -> Path:
+    with tarfile.open(target, "w:gz") as tar:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                rel = path.relative_to(folder).as_posix()
+                tar.add(path, arcname=f"{wrap}/{rel}" if wrap else rel)
+    return target
+
+
+@pytest.fixture
+def tiny_fashion_mnist(tmp_path: Path) -> Path:
+    """Four tiny IDX files in Fashion-MNIST's layout: 12 train and 5 test 28x28 images."""
+    from ledi_kedro.core.data.idx import write_idx
+
+    rng = np.random.default_rng(0)
+    root = tmp_path / "fmnist"
+    root.mkdir()
+    for prefix, n in (("train", 12), ("t10k", 5)):
+        write_idx(root / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
+        write_idx(root / f"{prefix}-labels-idx1-ubyte.gz", (np.arange(n) % 10).astype(np.uint8))
+    return root
+
+
+@pytest.fixture
+def project_copy(tmp_path: Path) -> Path:
+    """A copy of the project's configuration in a temp dir, for CLI runs that write data/."""
+    dst = tmp_path / "project"
+    dst.mkdir()
+    shutil.copy(PROJECT_ROOT / "pyproject.toml", dst)
+    shutil.copy(PROJECT_ROOT / ".telemetry", dst)
+    shutil.copytree(PROJECT_ROOT / "conf", dst / "conf", ignore=shutil.ignore_patterns("local"))
+    (dst / "conf" / "local").mkdir()
+    (dst / "src").mkdir()  # the package itself comes from the editable install
+    return dst

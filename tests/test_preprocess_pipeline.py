@@ -1,0 +1,123 @@
+"""The preprocess pipeline on an in-memory catalog, and once through the `kedro run` CLI."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import polars as pl
+import pytest
+from kedro.io import DataCatalog, MemoryDataset
+from kedro.runner import SequentialRunner
+
+from ledi_kedro.core.config import ConfigError
+from ledi_kedro.pipelines.preprocess import create_pipeline
+from ledi_kedro.pipelines.preprocess.nodes import BadImagesError, NoUsableImagesError
+
+OUTPUTS = ["image_manifest", "train_image_tensors", "test_image_tensors", "preprocess_report"]
+
+
+class KeptDataset(MemoryDataset):
+    """An in-memory dataset the runner cannot release, so the test can read it afterwards."""
+
+    def _release(self) -> None:
+        pass
+
+
+def run_preprocess(params: dict) -> dict:
+    catalog = DataCatalog({"params:preprocess": MemoryDataset(params)})
+    for name in OUTPUTS:
+        catalog[name] = KeptDataset(copy_mode="assign")
+    SequentialRunner().run(create_pipeline(), catalog)
+    return {name: catalog.load(name) for name in OUTPUTS}
+
+
+def folder_params(root, **overrides):
+    params = {"source": {"kind": "image_folder", "path": str(root)},
+              "image": {"resolution": 8, "channels": 3}, "num_workers": 1}
+    params.update(overrides)
+    return params
+
+
+def test_image_folder_end_to_end(image_tree):
+    root, expected = image_tree
+    out = run_preprocess(folder_params(root))
+    manifest, report = out["image_manifest"], out["preprocess_report"]
+    good = sorted(k for k, v in expected.items() if v is None)
+    assert sorted(manifest["source"].to_list()) == good
+    assert set(manifest.columns) >= {"id", "source", "split", "label", "width", "height", "mode", "sha256"}
+    assert {r["source"]: r["reason"] for r in report["rejected"]} == {k: v for k, v in expected.items() if v}
+    assert report["n_rejected"] == len(report["rejected"]) == 7
+    train, test = out["train_image_tensors"], out["test_image_tensors"]
+    assert train["images"].shape == (report["n_train"], 3, 8, 8) and train["images"].dtype == np.uint8
+    assert test["images"].shape[0] == report["n_test"] == 4
+    assert train["__metadata__"]["class_names"] == ["cats", "dogs"]
+    # labels line up with the manifest rows of each split
+    test_rows = manifest.filter(pl.col("split") == "test").sort("split_index")
+    np.testing.assert_array_equal(test["labels"], test_rows["label"].to_numpy())
+
+
+def test_unsplit_folder_gets_seeded_split(tmp_path):
+    from tests.conftest import encode, rgb_image
+
+    for i in range(20):
+        (tmp_path / f"{i:02d}.png").write_bytes(encode(rgb_image(10, 10, seed=i), "PNG"))
+    params = folder_params(tmp_path, test_fraction=0.25, split_seed=1)
+    first = run_preprocess(params)["image_manifest"]
+    second = run_preprocess(params)["image_manifest"]
+    assert first["split"].to_list() == second["split"].to_list()
+    assert first["split"].to_list().count("test") == 5
+    assert first["label"].null_count() == 20
+
+
+def test_fail_policy_names_every_bad_file(image_tree):
+    root, expected = image_tree
+    with pytest.raises(Exception) as info:
+        run_preprocess(folder_params(root, on_bad_image="fail"))
+    err = info.value
+    while not isinstance(err, BadImagesError) and err.__cause__ is not None:
+        err = err.__cause__
+    assert isinstance(err, BadImagesError)
+    for rel, reason in expected.items():
+        if reason:
+            assert rel in str(err) and reason in str(err)
+
+
+def test_no_usable_image_is_a_clear_error(tmp_path):
+    (tmp_path / "a.png").write_bytes(b"")
+    with pytest.raises(Exception) as info:
+        run_preprocess(folder_params(tmp_path))
+    assert "No usable image" in str(info.value) or isinstance(info.value.__cause__, NoUsableImagesError)
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"on_bad_image": "ignore"}, "preprocess.on_bad_image"),
+    ({"image": {"channels": 4}}, "channels"),
+    ({"test_fraction": 1.5}, "test_fraction"),
+    ({"resolution": 32}, "unknown parameter"),
+])
+def test_bad_parameters_are_named(tmp_path, override, message):
+    with pytest.raises(Exception, match=message):
+        run_preprocess(folder_params(tmp_path, **override))
+
+
+def test_fashion_mnist_source(tiny_fashion_mnist):
+    out = run_preprocess({"source": {"kind": "fashion_mnist", "path": str(tiny_fashion_mnist)}, "num_workers": 1})
+    assert out["train_image_tensors"]["images"].shape == (12, 1, 32, 32)
+    assert out["test_image_tensors"]["labels"].tolist() == [0, 1, 2, 3, 4]
+
+
+def test_cli_run_on_folder_with_corrupt_files(project_copy, image_tree):
+    root, expected = image_tree
+    params = f"preprocess.source.kind=image_folder,preprocess.source.path={root},preprocess.image.channels=3"
+    proc = subprocess.run(
+        [sys.executable, "-m", "kedro", "run", "--pipelines=preprocess", f"--params={params}"],
+        cwd=project_copy, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads((project_copy / "data/08_reporting/preprocess_report.json").read_text())
+    assert {r["source"] for r in report["rejected"]} == {k for k, v in expected.items() if v}
+    assert (project_copy / "data/05_model_input/train_images.safetensors").is_file()
+    manifest = pl.read_parquet(project_copy / "data/02_intermediate/image_manifest.parquet")
+    assert manifest.height == report["n_images"]
+    assert not list(project_copy.glob("data/**/.*.tmp"))
