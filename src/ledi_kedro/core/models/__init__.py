@@ -1,0 +1,11 @@
+"""Networks: the DiT flow backbone, the auxiliary prior, the latent sampler and a KL autoencoder."""
+
+from .autoencoder import AutoencoderConfig, KLAutoencoder
+from .dit import DIT_SIZES, DiT, DiTConfig
+from .latent_flow import LatentFlow, LatentFlowConfig
+from .prior import PriorConfig, PriorModel
+
+__all__ = [
+    "AutoencoderConfig", "KLAutoencoder", "DIT_SIZES", "DiT", "DiTConfig",
+    "LatentFlow", "LatentFlowConfig", "PriorConfig", "PriorModel",
+]

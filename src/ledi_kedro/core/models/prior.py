@@ -1,0 +1,84 @@
+"""Auxiliary prior model: encoder q(z | y) and decoder P_L(x | z) = N(mu(z), diag exp(lv(z))).
+
+Encoder: image y (B, C, H, W) -> (mu_z, logvar_z), each (B, z_dim).
+Decoder: z (B, z_dim) -> per-pixel mean (B, C, H, W) and log-variance in [lv_min, lv_max].
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from .conv import ConvDecoder, ConvEncoder, levels_to
+
+
+@dataclass(frozen=True)
+class PriorConfig:
+    in_channels: int = 1
+    resolution: int = 32
+    z_dim: int = 128
+    base_channels: int = 32
+    bottleneck: int = 4  # spatial size before the vector latent
+    logvar_min: float = -10.0
+    logvar_max: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.z_dim < 1:
+            raise ValueError(f"z_dim must be positive, got {self.z_dim}")
+        if self.logvar_min >= self.logvar_max:
+            raise ValueError(f"logvar_min ({self.logvar_min}) must be below logvar_max ({self.logvar_max})")
+        levels_to(self.resolution, self.bottleneck)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class PriorOutput:
+    mu_z: torch.Tensor  # (B, z_dim)
+    logvar_z: torch.Tensor  # (B, z_dim)
+    z: torch.Tensor  # (B, z_dim) reparameterised sample
+    mean: torch.Tensor  # (B, C, H, W)
+    logvar: torch.Tensor  # (B, C, H, W)
+
+
+class PriorModel(nn.Module):
+    def __init__(self, config: PriorConfig):
+        super().__init__()
+        self.config = cfg = config
+        levels = levels_to(cfg.resolution, cfg.bottleneck)
+        self.encoder = ConvEncoder(cfg.in_channels, cfg.base_channels, levels)
+        flat = self.encoder.out_channels * cfg.bottleneck**2
+        self.to_z = nn.Linear(flat, 2 * cfg.z_dim)
+        self.from_z = nn.Linear(cfg.z_dim, flat)
+        self.decoder = ConvDecoder(2 * cfg.in_channels, cfg.base_channels, levels)
+
+    def encode(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu, logvar = self.to_z(self.encoder(y).flatten(1)).chunk(2, dim=1)
+        return mu, logvar.clamp(-30.0, 20.0)
+
+    def decode(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        cfg = self.config
+        h = self.from_z(z).view(z.shape[0], self.decoder.in_channels, cfg.bottleneck, cfg.bottleneck)
+        mean, raw = self.decoder(h).chunk(2, dim=1)
+        # Soft clamp keeps a gradient everywhere, unlike torch.clamp.
+        logvar = cfg.logvar_min + (cfg.logvar_max - cfg.logvar_min) * torch.sigmoid(raw)
+        return mean, logvar
+
+    def forward(self, y: torch.Tensor, generator: torch.Generator | None = None) -> PriorOutput:
+        mu_z, logvar_z = self.encode(y)
+        eps = torch.randn(mu_z.shape, generator=generator, device=mu_z.device, dtype=mu_z.dtype)
+        z = mu_z + torch.exp(0.5 * logvar_z) * eps
+        mean, logvar = self.decode(z)
+        return PriorOutput(mu_z, logvar_z, z, mean, logvar)
+
+    @torch.no_grad()
+    def sample_x0(self, z: torch.Tensor, noise_scale: float = 1.0,
+                  generator: torch.Generator | None = None, eps: torch.Tensor | None = None) -> torch.Tensor:
+        """x0 = mu(z) + s * exp(lv(z) / 2) * eps: a draw from the learned prior P_L(x | z)."""
+        mean, logvar = self.decode(z)
+        if eps is None:
+            eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        return mean + noise_scale * torch.exp(0.5 * logvar) * eps

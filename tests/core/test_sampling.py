@@ -1,0 +1,96 @@
+import pytest
+import torch
+from torch import nn
+
+from ledi_kedro.core.models import DiT, DiTConfig, LatentFlow, LatentFlowConfig, PriorConfig, PriorModel
+from ledi_kedro.core.sampling import GaussianSampler, LeDiFlowSampler, slerp, straightness
+
+SHAPE = (1, 8, 8)
+
+
+def randomised(module: nn.Module, seed: int = 0) -> nn.Module:
+    """Fresh flow models output zero (zero-init heads); perturb every weight so tests see real flows."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=g))
+    return module.eval()
+
+
+@pytest.fixture(scope="module")
+def samplers():
+    torch.manual_seed(0)
+    flow = randomised(DiT(DiTConfig(in_channels=1, resolution=8, patch_size=2, size="T")))
+    prior = PriorModel(PriorConfig(in_channels=1, resolution=8, z_dim=6, base_channels=8)).eval()
+    latent = randomised(LatentFlow(LatentFlowConfig(z_dim=6, hidden=16, depth=1)), seed=1)
+    return GaussianSampler(flow, SHAPE), LeDiFlowSampler(flow, prior, latent, SHAPE, latent_steps=4)
+
+
+@pytest.mark.parametrize("which", [0, 1])
+def test_shapes_nfe_and_seeds(samplers, which):
+    s = samplers[which]
+    a = s.sample(3, nfe=4, solver="midpoint", seed=5)
+    assert a.images.shape == (3, *SHAPE) and a.x0.shape == (3, *SHAPE)
+    assert a.nfe == 4
+    assert a.prior_nfe == (0 if which == 0 else 4 * 2)  # latent sampler: 4 midpoint steps
+    torch.testing.assert_close(s.sample(3, nfe=4, solver="midpoint", seed=5).images, a.images, rtol=0, atol=0)
+    assert not torch.equal(s.sample(3, nfe=4, solver="midpoint", seed=6).images, a.images)
+    assert s.sample(2, solver="dopri5", seed=0).nfe > 0
+    with pytest.raises(ValueError, match="n must be positive"):
+        s.sample(0, steps=1)
+
+
+def test_ledi_prior_is_the_decoder_distribution(samplers):
+    _, ledi = samplers
+    res = ledi.sample(4, steps=1, seed=3)
+    with torch.no_grad():
+        mean, logvar = ledi.prior_model.decode(res.z)
+    # x0 = mu + s * sigma * eps: standardised residuals look like N(0, 1) noise
+    eps = (res.x0 - mean) / torch.exp(0.5 * logvar)
+    assert abs(float(eps.mean())) < 0.2 and abs(float(eps.std()) - 1) < 0.2
+    assert ledi.prior_mean(4, seed=3).shape == (4, *SHAPE)
+
+
+def test_interpolation_end_points(samplers):
+    gauss, ledi = samplers
+    strip = gauss.interpolate(11, 12, n_points=5, steps=3)
+    torch.testing.assert_close(strip.images[0], gauss.sample(1, steps=3, seed=11).images[0])
+    torch.testing.assert_close(strip.images[-1], gauss.sample(1, steps=3, seed=12).images[0])
+    for space in ("w", "z"):
+        ls = ledi.interpolate(11, 12, n_points=5, space=space, steps=3, noise_seed=0)
+        torch.testing.assert_close(ls.z[0], ledi.sample(1, steps=3, seed=11).z[0])
+        torch.testing.assert_close(ls.z[-1], ledi.sample(1, steps=3, seed=12).z[0])
+        assert ls.images.shape == (5, *SHAPE)
+    with pytest.raises(ValueError, match="space must be 'w' or 'z'"):
+        ledi.interpolate(1, 2, space="x", steps=2)
+
+
+def test_slerp_end_points_and_norm():
+    a, b = torch.randn(1, 64), torch.randn(1, 64)
+    alpha = torch.tensor([0.0, 0.5, 1.0])
+    out = slerp(a.expand(3, -1), b.expand(3, -1), alpha)
+    torch.testing.assert_close(out[0], a[0])
+    torch.testing.assert_close(out[2], b[0])
+
+
+@pytest.mark.parametrize("which", [0, 1])
+def test_inpainting_keeps_known_pixels(samplers, which):
+    s = samplers[which]
+    known = torch.rand(2, *SHAPE) * 2 - 1
+    mask = torch.zeros(1, *SHAPE)
+    mask[..., :4] = 1  # left half known
+    out = s.inpaint(known, mask, steps=4, solver="heun", seed=0)
+    torch.testing.assert_close(out.images[..., :4], known[..., :4], rtol=0, atol=0)
+    assert not torch.allclose(out.images[..., 4:], known[..., 4:])
+
+
+def test_straightness_is_zero_for_a_straight_flow():
+    class Constant(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.v = nn.Parameter(torch.full(SHAPE, 0.3))
+
+        def forward(self, x, t):
+            return self.v.expand_as(x)
+
+    assert straightness(GaussianSampler(Constant(), SHAPE), n=4, steps=8) == pytest.approx(0.0, abs=1e-12)

@@ -1,0 +1,237 @@
+"""Trainer: resume bit for bit, NaN guard, checkpoint errors, DDP equivalence, overfitting."""
+
+import json
+import logging
+import os
+import socket
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+from torch import nn
+
+from ledi_kedro.core.checkpoint import CheckpointError, list_checkpoints, read_checkpoint
+from ledi_kedro.core.flow import fm_loss, sample_time
+from ledi_kedro.core.models import DiT, DiTConfig
+from ledi_kedro.core.trainer import NonFiniteLossError, TrainConfig, Trainer
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(4, 16), nn.Tanh(), nn.Linear(16, 4))
+
+    def forward(self, x, t=None):
+        return self.body(x)
+
+
+def noisy_loss(model, batch, g):
+    """Uses the step generator, so resume must reproduce its draws."""
+    noise = torch.randn(batch["x"].shape, generator=g)
+    return (model(batch["x"] + 0.1 * noise) - batch["y"]).pow(2).mean()
+
+
+def regression_loss(model, batch, g):
+    return (model(batch["x"]) - batch["y"]).pow(2).mean(), {"abs_err": (model(batch["x"]) - batch["y"]).abs().mean()}
+
+
+def make_data(n=64):
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(n, 4, generator=g)
+    return {"x": x, "y": torch.sin(x)}
+
+
+CFG = TrainConfig(steps=12, batch_size=8, lr=1e-2, warmup_steps=3, checkpoint_every=6, log_every=3,
+                  ema_decay=0.9, device="cpu")
+
+
+def weights(module):
+    return {k: v.clone() for k, v in module.state_dict().items()}
+
+
+def train(cfg=CFG, ckpt=None, loss=noisy_loss, data=None, seed_model=0):
+    torch.manual_seed(seed_model)
+    return Trainer(Net(), loss, data or make_data(), cfg, checkpoint_dir=ckpt, model_config={"kind": "net"}).fit()
+
+
+def test_resume_is_bit_identical(tmp_path):
+    straight = train(ckpt=tmp_path / "a")
+
+    class Killed(Exception):
+        pass
+
+    calls = {"n": 0}
+
+    def dies_after_first_checkpoint(model, batch, g):
+        calls["n"] += 1
+        if calls["n"] == 9:  # step 9: after the checkpoint at step 6
+            raise Killed()
+        return noisy_loss(model, batch, g)
+
+    with pytest.raises(Killed):
+        train(ckpt=tmp_path / "b", loss=dies_after_first_checkpoint)
+    assert [p.name for p in list_checkpoints(tmp_path / "b")] == ["step_00000006"]
+    resumed = train(ckpt=tmp_path / "b")
+    assert resumed.resumed_from == 6 and resumed.steps == 12
+    for a, b in ((straight.model, resumed.model), (straight.ema, resumed.ema)):
+        for k, v in weights(a).items():
+            assert torch.equal(v, weights(b)[k]), k
+    assert straight.loss_history == resumed.loss_history and len(straight.loss_history) == 12
+
+
+def test_finished_model_is_not_retrained(tmp_path, caplog):
+    first = train(ckpt=tmp_path)
+    with caplog.at_level(logging.INFO):
+        again = train(ckpt=tmp_path)
+    assert "nothing to do" in caplog.text and again.seconds == 0.0
+    for k, v in weights(first.model).items():
+        assert torch.equal(v, weights(again.model)[k])
+    more = train(cfg=TrainConfig(**{**CFG.__dict__, "steps": 15}), ckpt=tmp_path)  # extending is allowed
+    assert more.resumed_from == 12 and more.steps == 15
+
+
+def test_progress_lines_and_histories(caplog):
+    with caplog.at_level(logging.INFO, logger="ledi_kedro.core.trainer"):
+        result = train(loss=regression_loss)
+    lines = [r.getMessage() for r in caplog.records if "step" in r.getMessage() and "it/s" in r.getMessage()]
+    assert len(lines) == 4 and "ETA" in lines[0] and "abs_err" in lines[0]
+    assert [e["step"] for e in result.log_history] == [3, 6, 9, 12]
+    assert len(result.loss_history) == 12
+    assert result.loss_history[-1] < result.loss_history[0]
+
+
+def test_nan_guard_keeps_last_good_checkpoint(tmp_path):
+    calls = {"n": 0}
+
+    def goes_nan_at_step_8(model, batch, g):
+        calls["n"] += 1
+        loss = regression_loss(model, batch, g)[0]
+        return loss * float("nan") if calls["n"] >= 8 else loss
+
+    with pytest.raises(NonFiniteLossError, match=r"loss became nan at step 8.*step_00000006"):
+        train(ckpt=tmp_path, loss=goes_nan_at_step_8)
+    (good,) = list_checkpoints(tmp_path)
+    ckpt = read_checkpoint(good)
+    assert ckpt.step == 6
+    assert all(torch.isfinite(v).all() for v in ckpt.tensors["model"].values())
+
+
+def test_changed_config_is_refused_with_the_difference(tmp_path):
+    train(ckpt=tmp_path)
+    with pytest.raises(CheckpointError, match=r"train.lr: 0.01 -> 0.02"):
+        train(cfg=TrainConfig(**{**CFG.__dict__, "lr": 2e-2}), ckpt=tmp_path)
+
+
+def test_truncated_checkpoint_names_the_file(tmp_path):
+    train(ckpt=tmp_path)
+    latest = list_checkpoints(tmp_path)[-1]
+    weights_file = latest / "model.safetensors"
+    weights_file.write_bytes(weights_file.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match=r"step_00000012/model.safetensors: truncated or corrupt"):
+        train(ckpt=tmp_path)
+
+
+def test_mismatched_weights_name_the_keys(tmp_path):
+    from ledi_kedro.core.checkpoint import load_weights
+
+    train(ckpt=tmp_path)
+    ckpt = read_checkpoint(list_checkpoints(tmp_path)[-1])
+    other = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 4))
+    with pytest.raises(CheckpointError, match=r"model.safetensors: weights do not fit Sequential.*unexpected"):
+        load_weights(other, ckpt.tensors["model"], ckpt.path / "model.safetensors")
+    net = Net()
+    bad = dict(ckpt.tensors["model"])
+    bad["body.0.weight"] = torch.zeros(3, 3)
+    with pytest.raises(CheckpointError, match=r"shape mismatch: body.0.weight: checkpoint \(3, 3\) vs model \(16, 4\)"):
+        load_weights(net, bad, "x")
+
+
+def test_checkpoint_is_safetensors_and_json_only(tmp_path):
+    train(ckpt=tmp_path)
+    latest = list_checkpoints(tmp_path)[-1]
+    assert sorted(p.name for p in latest.iterdir()) == [
+        "ema.safetensors", "extra.safetensors", "model.safetensors", "optimizer.safetensors", "state.json"]
+    state = json.loads((latest / "state.json").read_text())
+    assert state["step"] == 12 and state["train_config"]["lr"] == 0.01
+    assert len(list_checkpoints(tmp_path)) == CFG.keep_checkpoints
+
+
+def test_bad_settings():
+    with pytest.raises(ValueError, match="steps must be a positive integer, got 0"):
+        TrainConfig(steps=0)
+    with pytest.raises(ValueError, match="batch_size=100 is larger than the data set"):
+        Trainer(Net(), regression_loss, make_data(16), TrainConfig(batch_size=100, device="cpu"))
+
+
+def test_uint8_images_arrive_scaled():
+    seen = {}
+
+    def loss(model, batch, g):
+        seen["x"] = batch["images"]
+        return model.body[0].weight.sum() * 0
+
+    data = {"images": torch.tensor([[0, 255]], dtype=torch.uint8).repeat(8, 1)}
+    Trainer(Net(), loss, data, TrainConfig(steps=1, batch_size=4, device="cpu")).fit()
+    assert seen["x"].dtype == torch.float32 and seen["x"][0].tolist() == [-1.0, 1.0]
+
+
+def test_overfits_two_images_with_flow_matching():
+    g = torch.Generator().manual_seed(0)
+    images = (torch.rand(2, 1, 8, 8, generator=g) > 0.5).to(torch.uint8) * 255
+    data = {"images": images.repeat(32, 1, 1, 1)}
+
+    def loss(model, batch, gen):
+        x1 = batch["images"]
+        x0 = torch.randn(x1.shape, generator=gen)
+        return fm_loss(model, x0, x1, sample_time(x1.shape[0], generator=gen))
+
+    torch.manual_seed(0)
+    model = DiT(DiTConfig(in_channels=1, resolution=8, patch_size=2, size="T"))
+    cfg = TrainConfig(steps=300, batch_size=16, lr=2e-3, warmup_steps=20, ema_decay=0.99, device="cpu", log_every=100)
+    result = Trainer(model, loss, data, cfg).fit()
+    from ledi_kedro.core.sampling import GaussianSampler
+
+    samples = GaussianSampler(result.ema, (1, 8, 8)).sample(16, steps=20, seed=1).images
+    targets = images.float() / 127.5 - 1
+    dist = ((samples[:, None] - targets[None]) ** 2).mean(dim=(2, 3, 4)).min(dim=1).values
+    assert float(dist.mean()) < 0.05, dist
+
+
+# ---------------------------------------------------------------- DDP (2 gloo processes on the CPU)
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank, world, port, out_dir):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank))
+    from ledi_kedro.core.distributed import init_distributed
+
+    init_distributed("gloo")
+    torch.set_num_threads(1)
+    cfg = TrainConfig(steps=10, batch_size=8, lr=1e-2, warmup_steps=0, device="cpu", log_every=5,
+                      checkpoint_every=5)
+    torch.manual_seed(0)
+    result = Trainer(Net(), regression_loss, make_data(), cfg, checkpoint_dir=os.path.join(out_dir, "ckpt")).fit()
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in result.model.state_dict().items()}, os.path.join(out_dir, f"rank{rank}.st"))
+    torch.distributed.destroy_process_group()
+
+
+def test_ddp_two_processes_match_one_process(tmp_path):
+    from safetensors.torch import load_file
+
+    mp.spawn(_ddp_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    r0, r1 = load_file(str(tmp_path / "rank0.st")), load_file(str(tmp_path / "rank1.st"))
+    for k in r0:
+        assert torch.equal(r0[k], r1[k]), k
+    cfg = TrainConfig(steps=10, batch_size=8, lr=1e-2, warmup_steps=0, device="cpu", log_every=5)
+    torch.manual_seed(0)
+    single = Trainer(Net(), regression_loss, make_data(), cfg).fit()
+    for k, v in single.model.state_dict().items():
+        torch.testing.assert_close(r0[k], v, rtol=1e-4, atol=1e-5)
+    assert [p.name for p in list_checkpoints(tmp_path / "ckpt")] == ["step_00000005", "step_00000010"]
