@@ -54,14 +54,19 @@ class FlowSampler:
     """Shared machinery: integrate the image flow from given x0, optional decode."""
 
     def __init__(self, flow: nn.Module, shape: tuple[int, int, int], decode: Decode | None = None,
-                 device: torch.device | str | None = None):
+                 device: torch.device | str | None = None, precision: str = "fp32"):
+        if precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
         self.flow = flow.eval()
         self.shape = tuple(shape)
         self.decode = decode
         self.device = torch.device(device) if device is not None else next(flow.parameters()).device
+        # bf16 autocast of the network on CUDA; the ODE state itself stays fp32.
+        self.autocast = precision == "bf16" and self.device.type == "cuda"
 
     def _velocity(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return self.flow(x, t.expand(x.shape[0])).to(x.dtype)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast):
+            return self.flow(x, t.expand(x.shape[0])).to(x.dtype)
 
     def _finish(self, x: torch.Tensor) -> torch.Tensor:
         return self.decode(x) if self.decode is not None else x
@@ -133,8 +138,8 @@ class LeDiFlowSampler(FlowSampler):
     def __init__(self, flow: nn.Module, prior_model: nn.Module, latent_flow: nn.Module,
                  shape: tuple[int, int, int], *, noise_scale: float = 1.0, latent_steps: int = 16,
                  latent_solver: str = "midpoint", decode: Decode | None = None,
-                 device: torch.device | str | None = None):
-        super().__init__(flow, shape, decode, device)
+                 device: torch.device | str | None = None, precision: str = "fp32"):
+        super().__init__(flow, shape, decode, device, precision)
         self.prior_model = prior_model.eval()
         self.latent_flow = latent_flow.eval()
         self.noise_scale = noise_scale

@@ -1,0 +1,27 @@
+"""Benchmarks run in their smoke modes (tiny, CPU) so that they cannot rot."""
+
+import subprocess
+import sys
+
+from tests.conftest import PROJECT_ROOT
+
+
+def test_gpu_benchmark_smoke():
+    proc = subprocess.run([sys.executable, "benchmarks/gpu_benchmark.py", "--smoke"], cwd=PROJECT_ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.strip().splitlines()
+    assert lines[0].startswith("device: CPU") and "MFU" in lines[1]
+    cells = lines[2].split()
+    assert cells[:3] == ["T", "8", "16"] and float(cells[5]) > 0 and cells[7].endswith("%")
+
+
+def test_preprocess_benchmark_on_a_small_archive(image_tree, tmp_path):
+    from tests.conftest import make_archive
+
+    root, _ = image_tree
+    archive = make_archive(root, tmp_path / "imgs.tar.gz")
+    proc = subprocess.run([sys.executable, "benchmarks/preprocess_speed.py", str(archive), "--workers", "1",
+                           "--resolution", "8"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "images/s" in proc.stdout and "7 rejected" in proc.stdout
