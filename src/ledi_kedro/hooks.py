@@ -1,13 +1,15 @@
-"""Project hooks: global seeding before any node runs."""
+"""Project hooks: seeding, parameter validation, device/DDP set-up and rank-0-only writes."""
 
 from __future__ import annotations
 
 import logging
 import os
 import random
+from typing import Any
 
 import numpy as np
 from kedro.framework.hooks import hook_impl
+from kedro.io import AbstractDataset, MemoryDataset
 
 log = logging.getLogger(__name__)
 
@@ -16,7 +18,6 @@ def seed_everything(seed: int) -> None:
     """Seed Python, numpy and (when it is installed) torch."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
-    os.environ.setdefault("PYTHONHASHSEED", str(seed))
     try:
         import torch
     except ImportError:  # the preprocess layer does not need torch
@@ -25,12 +26,73 @@ def seed_everything(seed: int) -> None:
 
 
 class SeedHooks:
-    """Seeds every run from the ``seed`` parameter (``conf/base/parameters.yml``)."""
+    """Seeds every run from ``run.seed`` (``conf/base/parameters.yml``)."""
 
     @hook_impl
     def after_context_created(self, context) -> None:  # type: ignore[no-untyped-def]
-        seed = context.params.get("seed", 0)
+        seed = (context.params.get("run") or {}).get("seed", 0)
         if isinstance(seed, bool) or not isinstance(seed, int):
-            raise ValueError(f"parameter 'seed' must be an integer, got {seed!r}")
+            raise ValueError(f"parameter run.seed must be an integer, got {seed!r}")
         seed_everything(seed)
-        log.debug("Seeded python, numpy and torch with %d", seed)
+
+
+class ValidationHooks:
+    """Checks every typed parameter section before the first node runs."""
+
+    @hook_impl
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline, catalog) -> None:  # type: ignore[no-untyped-def]
+        from ledi_kedro.params import validate_all
+
+        validate_all(catalog.load("parameters"))
+
+
+class _RankZeroWrites(AbstractDataset):
+    """Loads through to the wrapped dataset; saves only happen on rank 0."""
+
+    def __init__(self, inner: AbstractDataset, rank: int):
+        self._inner, self._rank = inner, rank
+
+    def load(self) -> Any:
+        return self._inner.load()
+
+    def save(self, data: Any) -> None:
+        if self._rank == 0:
+            self._inner.save(data)
+
+    def _exists(self) -> bool:
+        return self._inner.exists()
+
+    def _describe(self) -> dict[str, Any]:
+        return {"inner": repr(self._inner), "rank": self._rank}
+
+
+class DistributedHooks:
+    """Under ``torchrun``: join the process group, let only rank 0 write files, and keep ranks in
+    step after every node (so no rank reads a file before rank 0 has written it)."""
+
+    def __init__(self) -> None:
+        self.info = None
+
+    @hook_impl
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline, catalog) -> None:  # type: ignore[no-untyped-def]
+        if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+            return
+        from ledi_kedro.core.distributed import init_distributed
+
+        self.info = init_distributed()
+        if self.info.rank == 0:
+            log.info("DDP: %d processes; rank 0 writes all artifacts", self.info.world_size)
+            return
+        for name in sorted(pipeline.datasets()):
+            if name.startswith("params:") or name == "parameters":
+                continue
+            dataset = catalog.get(name)
+            if dataset is not None and not isinstance(dataset, MemoryDataset):
+                catalog[name] = _RankZeroWrites(dataset, self.info.rank)
+
+    @hook_impl
+    def after_node_run(self, node, catalog, inputs, outputs, is_async, run_id) -> None:  # type: ignore[no-untyped-def]
+        if self.info is not None:
+            from ledi_kedro.core.distributed import barrier
+
+            barrier()

@@ -1,8 +1,8 @@
 """Kedro settings: hooks and the configuration loader."""
 
-from ledi_kedro.hooks import SeedHooks
+from ledi_kedro.hooks import DistributedHooks, SeedHooks, ValidationHooks
 
-HOOKS = (SeedHooks(),)
+HOOKS = (SeedHooks(), ValidationHooks(), DistributedHooks())
 
 # Telemetry is off for this project (see also .telemetry); its hooks are not registered.
 DISABLE_HOOKS_FOR_PLUGINS = ("kedro-telemetry",)

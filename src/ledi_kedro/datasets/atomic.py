@@ -11,6 +11,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from kedro_datasets.json import JSONDataset
+from kedro_datasets.matplotlib import MatplotlibDataset
 from kedro_datasets.polars import EagerPolarsDataset
 
 from ledi_kedro.core.io import atomic_path
@@ -41,3 +42,15 @@ class AtomicJSONDataset(_AtomicSaveMixin, JSONDataset):
 
 class AtomicPolarsDataset(_AtomicSaveMixin, EagerPolarsDataset):
     """``polars.EagerPolarsDataset`` with atomic saves."""
+
+
+class AtomicMatplotlibDataset(_AtomicSaveMixin, MatplotlibDataset):
+    """``matplotlib.MatplotlibDataset`` (one figure per file) with atomic saves; closes the figure."""
+
+    def save(self, data) -> None:  # type: ignore[override]
+        import matplotlib.pyplot as plt
+
+        try:
+            super().save(data)
+        finally:
+            plt.close(data)

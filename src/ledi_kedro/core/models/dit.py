@@ -20,8 +20,8 @@ from .embeddings import TimestepEmbedder, as_batch_time
 
 # name -> (depth, hidden, heads); S/B/L as in DiT, XS/T for CPU tests and quick runs.
 DIT_SIZES: dict[str, tuple[int, int, int]] = {
-    "T": (2, 64, 2),
-    "XS": (6, 192, 3),
+    "T": (3, 96, 3),
+    "XS": (4, 128, 4),
     "S": (12, 384, 6),
     "B": (12, 768, 12),
     "L": (24, 1024, 16),

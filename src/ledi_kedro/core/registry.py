@@ -1,0 +1,103 @@
+"""Trained models on disk: weights + EMA weights (safetensors) and a JSON description.
+
+A model directory holds ``model.safetensors``, ``ema.safetensors`` and ``state.json`` with
+``{"kind": ..., "config": {...}, "meta": {...}}``; :func:`load_trained` rebuilds the network
+from the JSON alone, so loading never executes stored code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .checkpoint import CheckpointError, load_weights, read_checkpoint, state_dict_tensors, write_checkpoint
+from .models import (
+    AutoencoderConfig, DiT, DiTConfig, KLAutoencoder, LatentFlow, LatentFlowConfig, PriorConfig, PriorModel,
+)
+
+MODEL_KINDS: dict[str, tuple[type[nn.Module], type]] = {
+    "dit": (DiT, DiTConfig),
+    "prior": (PriorModel, PriorConfig),
+    "latent_flow": (LatentFlow, LatentFlowConfig),
+    "autoencoder": (KLAutoencoder, AutoencoderConfig),
+}
+# Kinds without weights of their own: pixel space (no autoencoder) and a pretrained diffusers VAE.
+WEIGHTLESS_KINDS = ("identity", "diffusers_autoencoder")
+
+
+@dataclass
+class TrainedModel:
+    """A network with its raw and EMA weights, its config and free-form metadata."""
+
+    kind: str
+    config: Any  # the kind's config dataclass, or a dict for weightless kinds
+    model: nn.Module | None
+    ema: nn.Module | None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def inference(self) -> nn.Module | None:
+        """The weights to sample with: EMA when there are any."""
+        return self.ema if self.ema is not None else self.model
+
+    def config_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self.config) if dataclasses.is_dataclass(self.config) else dict(self.config or {})
+
+
+def build_model(kind: str, config: dict[str, Any]) -> tuple[nn.Module, Any]:
+    if kind not in MODEL_KINDS:
+        raise ValueError(f"unknown model kind {kind!r}; known: {', '.join(MODEL_KINDS)}")
+    cls, cfg_cls = MODEL_KINDS[kind]
+    cfg = cfg_cls(**config)
+    return cls(cfg), cfg
+
+
+def save_trained(path: str | Path, trained: TrainedModel) -> Path:
+    state = {"kind": trained.kind, "config": trained.config_dict(), "meta": trained.meta}
+    tensors = {}
+    if trained.model is not None:
+        tensors["model"] = state_dict_tensors(trained.model)
+    if trained.ema is not None:
+        tensors["ema"] = state_dict_tensors(trained.ema)
+    return write_checkpoint(path, state, tensors)
+
+
+def load_trained(path: str | Path, device: torch.device | str = "cpu") -> TrainedModel:
+    ckpt = read_checkpoint(path)
+    kind = ckpt.state.get("kind")
+    if kind in WEIGHTLESS_KINDS:
+        return TrainedModel(kind, ckpt.state.get("config", {}), None, None, ckpt.state.get("meta", {}))
+    if kind not in MODEL_KINDS:
+        raise CheckpointError(f"{Path(path) / 'state.json'}: unknown model kind {kind!r}")
+    try:
+        model, cfg = build_model(kind, ckpt.state["config"])
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{Path(path) / 'state.json'}: config does not describe a {kind} model ({exc})") from exc
+    if "model" not in ckpt.tensors:
+        raise CheckpointError(f"{Path(path) / 'model.safetensors'}: missing")
+    load_weights(model, ckpt.tensors["model"], Path(path) / "model.safetensors")
+    ema = None
+    if "ema" in ckpt.tensors:
+        ema, _ = build_model(kind, ckpt.state["config"])
+        load_weights(ema, ckpt.tensors["ema"], Path(path) / "ema.safetensors")
+        ema = ema.to(device).eval().requires_grad_(False)
+    return TrainedModel(kind, cfg, model.to(device).eval(), ema, ckpt.state.get("meta", {}))
+
+
+def load_autoencoder(trained: TrainedModel, device: torch.device | str = "cpu") -> nn.Module | None:
+    """The autoencoder module behind a trained-model record; None in pixel space."""
+    if trained.kind == "identity":
+        return None
+    if trained.kind == "autoencoder":
+        return trained.inference.to(device).eval()
+    if trained.kind == "diffusers_autoencoder":
+        from .models.pretrained import DiffusersAutoencoder
+
+        cfg = trained.config
+        return DiffusersAutoencoder(cfg["path"], cfg["image_channels"], cfg["scale"]).to(device).eval()
+    raise ValueError(f"{trained.kind!r} is not an autoencoder")

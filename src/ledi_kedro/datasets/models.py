@@ -1,0 +1,41 @@
+"""A Kedro dataset for a trained model directory (safetensors weights + JSON; never pickle)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from kedro.io import AbstractDataset, DatasetError
+
+from ledi_kedro.core.checkpoint import CheckpointError
+from ledi_kedro.core.registry import TrainedModel, load_trained, save_trained
+
+
+class TrainedModelDataset(AbstractDataset[TrainedModel, TrainedModel]):
+    """Saves/loads a :class:`~ledi_kedro.core.registry.TrainedModel` as a directory.
+
+    Loading happens on the CPU; nodes move models to their device.
+    """
+
+    def __init__(self, filepath: str, metadata: dict[str, Any] | None = None) -> None:
+        self._filepath = Path(filepath)
+        self.metadata = metadata
+
+    def load(self) -> TrainedModel:
+        if not (self._filepath / "state.json").is_file():
+            raise DatasetError(f"{self._filepath}: no trained model here; run the pipeline that trains it")
+        try:
+            return load_trained(self._filepath, "cpu")
+        except CheckpointError as exc:
+            raise DatasetError(str(exc)) from exc
+
+    def save(self, data: TrainedModel) -> None:
+        if not isinstance(data, TrainedModel):
+            raise DatasetError(f"{self._filepath}: expected a TrainedModel, got {type(data).__name__}")
+        save_trained(self._filepath, data)
+
+    def _exists(self) -> bool:
+        return (self._filepath / "state.json").is_file()
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": str(self._filepath)}

@@ -1,0 +1,172 @@
+"""Typed parameters of the training pipelines, validated before anything runs.
+
+Each YAML section (``conf/base/parameters_<pipeline>.yml``) maps onto one dataclass below;
+:func:`validate_all` also checks the rules that span sections (patch size vs the resolution
+the backbone will see, latent space without an autoencoder, ...).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from ledi_kedro.core.config import ConfigError, from_dict
+from ledi_kedro.core.models.conv import levels_to
+from ledi_kedro.core.models.dit import DIT_SIZES
+from ledi_kedro.core.solvers import FIXED_SOLVERS
+from ledi_kedro.core.trainer import TrainConfig
+
+
+@dataclass(frozen=True)
+class RunParams:
+    """Settings shared by every pipeline (``run:`` in parameters.yml)."""
+
+    seed: int = 0
+    space: Literal["pixel", "latent"] = "pixel"
+    device: str = "auto"  # auto: this rank's GPU if there is one, else CPU
+    checkpoint_root: str = "data/06_models/checkpoints"
+    on_config_change: Literal["restart", "error"] = "restart"  # stale checkpoints of changed settings
+
+
+@dataclass(frozen=True)
+class AutoencoderParams:
+    kind: Literal["train", "pretrained", "none"] = "train"
+    pretrained_path: str | None = None  # diffusers-format AutoencoderKL folder (kind: pretrained)
+    latent_channels: int = 4
+    base_channels: int = 32
+    levels: int = 2  # downsampling factor 2^levels
+    kl_weight: float = 1e-6
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=2000, batch_size=64, lr=2e-4))
+
+    def __post_init__(self) -> None:
+        if self.kind == "pretrained" and not self.pretrained_path:
+            raise ValueError("kind 'pretrained' needs pretrained_path (a diffusers AutoencoderKL folder)")
+        if self.kl_weight < 0:
+            raise ValueError(f"kl_weight must be >= 0, got {self.kl_weight}")
+
+    def downsampling(self) -> int:
+        return 8 if self.kind == "pretrained" else 2**self.levels
+
+
+@dataclass(frozen=True)
+class PriorParams:
+    z_dim: int = 128
+    base_channels: int = 32
+    bottleneck: int = 4
+    logvar_min: float = -10.0
+    logvar_max: float = 2.0
+    loss: Literal["vgl", "nll", "beta_nll"] = "vgl"
+    beta: float = 0.5  # beta-NLL's exponent
+    beta_kl: float = 1e-3
+    eval_images: int = 2000  # held-out images for the prior's metrics
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=2000, batch_size=64, lr=2e-4))
+
+    def __post_init__(self) -> None:
+        if self.eval_images < 1:
+            raise ValueError(f"eval_images must be positive, got {self.eval_images}")
+        if self.z_dim < 1:
+            raise ValueError(f"z_dim must be positive, got {self.z_dim}")
+        if self.beta_kl < 0:
+            raise ValueError(f"beta_kl must be >= 0, got {self.beta_kl}")
+
+
+@dataclass(frozen=True)
+class LatentFlowParams:
+    hidden: int = 512
+    depth: int = 4
+    time_sampler: Literal["uniform", "logit_normal"] = "uniform"
+    sample_steps: int = 16  # ODE steps of the latent sampler at generation time
+    sample_solver: str = "midpoint"
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=2000, batch_size=256, lr=1e-3))
+
+    def __post_init__(self) -> None:
+        if self.sample_steps < 1:
+            raise ValueError(f"sample_steps must be positive, got {self.sample_steps}")
+        if self.sample_solver not in FIXED_SOLVERS:
+            raise ValueError(f"unknown sample_solver {self.sample_solver!r}; choose one of {', '.join(FIXED_SOLVERS)}")
+
+
+@dataclass(frozen=True)
+class DiTSpec:
+    size: str = "S"
+    patch_size: int = 2
+    pos_embed: Literal["sincos", "learned"] = "sincos"
+    mlp_ratio: float = 4.0
+
+    def __post_init__(self) -> None:
+        if self.size not in DIT_SIZES:
+            raise ValueError(f"unknown model size {self.size!r}; choose one of {', '.join(DIT_SIZES)}")
+        if self.patch_size < 1:
+            raise ValueError(f"patch_size must be positive, got {self.patch_size}")
+
+
+@dataclass(frozen=True)
+class FMParams:
+    model: DiTSpec = field(default_factory=DiTSpec)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    time_sampler: Literal["uniform", "logit_normal"] = "logit_normal"
+    prior_noise_scale: float = 1.0  # s in x0 = mu(z) + s * exp(lv(z) / 2) * eps
+
+    def __post_init__(self) -> None:
+        if self.prior_noise_scale < 0:
+            raise ValueError(f"prior_noise_scale must be >= 0, got {self.prior_noise_scale}")
+
+
+@dataclass(frozen=True)
+class FMVariant:
+    """What differs between the two instances of ``train_fm``: the prior x0 comes from."""
+
+    prior: Literal["learned", "gaussian"] = "learned"
+    name: str = "fm_ledi"
+
+
+SECTIONS: dict[str, type] = {
+    "run": RunParams, "autoencoder": AutoencoderParams, "prior": PriorParams,
+    "latent_flow": LatentFlowParams, "fm": FMParams,
+}
+
+
+def parse(section: str, raw: dict[str, Any] | None) -> Any:
+    return from_dict(SECTIONS[section], raw, section)
+
+
+def with_run(train: TrainConfig, run: RunParams, offset: int) -> TrainConfig:
+    """The run's device and a per-model seed (offset keeps the models' random streams apart)."""
+    device = run.device if train.device == "auto" else train.device
+    return replace(train, device=device, seed=run.seed * 100 + offset)
+
+
+def model_input_geometry(params: dict[str, Any]) -> tuple[int, int]:
+    """(channels, resolution) of the tensors the prior and flow models will see."""
+    pre = params.get("preprocess", {}) or {}
+    image = pre.get("image", {}) or {}
+    channels, resolution = int(image.get("channels", 1)), int(image.get("resolution", 32))
+    run = parse("run", params.get("run"))
+    if run.space == "latent":
+        ae = parse("autoencoder", params.get("autoencoder"))
+        if resolution % ae.downsampling():
+            raise ConfigError(f"preprocess.image.resolution={resolution} is not divisible by the autoencoder's "
+                              f"downsampling factor {ae.downsampling()}")
+        return (4 if ae.kind == "pretrained" else ae.latent_channels), resolution // ae.downsampling()
+    return channels, resolution
+
+
+def validate_all(params: dict[str, Any]) -> None:
+    """Parse every known section and check the cross-section rules; raise ConfigError naming the value."""
+    parsed = {name: parse(name, params.get(name)) for name in SECTIONS if name in params}
+    run = parsed.get("run", RunParams())
+    ae = parsed.get("autoencoder", AutoencoderParams())
+    if run.space == "latent" and ae.kind == "none":
+        raise ConfigError("run.space is 'latent' but autoencoder.kind is 'none': latent space needs an autoencoder "
+                          "(set autoencoder.kind to 'train' or 'pretrained', or run.space to 'pixel')")
+    _, resolution = model_input_geometry(params)
+    fm = parsed.get("fm")
+    if fm is not None and resolution % fm.model.patch_size:
+        raise ConfigError(f"fm.model.patch_size={fm.model.patch_size} does not divide the resolution {resolution} "
+                          f"the backbone sees (run.space={run.space})")
+    prior = parsed.get("prior")
+    if prior is not None:
+        try:
+            levels_to(resolution, prior.bottleneck)
+        except ValueError as exc:
+            raise ConfigError(f"prior.bottleneck={prior.bottleneck}: {exc}") from exc
