@@ -120,9 +120,58 @@ class FMVariant:
     name: str = "fm_ledi"
 
 
+@dataclass(frozen=True)
+class EmbedderParams:
+    kind: Literal["domain", "clip"] = "domain"
+    clip_model: str = "ViT-L-14-336"
+    clip_weights: str = "openai"  # a local checkpoint file, a tag already in the hub cache, or "random"
+    clip_image_size: int | None = None  # override the model's input size (tests use tiny random models)
+    domain_width: int = 32
+    domain_feature_dim: int = 128
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=600, batch_size=128, lr=2e-3,
+                                                                   warmup_steps=50, ema_decay=0.99))
+
+
+@dataclass(frozen=True)
+class EvaluateParams:
+    embedder: EmbedderParams = field(default_factory=EmbedderParams)
+    n_samples: int = 1000  # generated images per sweep point
+    n_reference: int = 5000  # held-out (test) images for the reference statistics
+    batch_size: int = 250
+    nfe_grid: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32, 64])
+    solvers: list[str] = field(default_factory=lambda: ["euler", "midpoint"])
+    adaptive_rtols: list[float] = field(default_factory=lambda: [1e-2, 1e-3])  # dopri5 rows
+    reference_nfe: int = 64
+    primary_metric: Literal["fd", "kid", "mmd"] = "fd"
+    straightness_samples: int = 128
+    straightness_steps: int = 32
+    grid_solver: str = "midpoint"
+    grid_images: int = 8
+    interpolation_points: int = 8
+    inpaint_examples: int = 4
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("n_samples", "n_reference", "batch_size", "straightness_samples", "straightness_steps",
+                     "grid_images", "interpolation_points", "inpaint_examples"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.n_samples < 2 or self.n_reference < 2:
+            raise ValueError("n_samples and n_reference must be at least 2")
+        bad = [s for s in self.solvers if s not in FIXED_SOLVERS and s != "dopri5"]
+        if bad:
+            raise ValueError(f"unknown solver(s) {bad}; choose from {', '.join(FIXED_SOLVERS)} or dopri5")
+        if self.grid_solver not in FIXED_SOLVERS:
+            raise ValueError(f"unknown grid_solver {self.grid_solver!r}")
+        if sorted(set(self.nfe_grid)) != list(self.nfe_grid) or min(self.nfe_grid) < 1:
+            raise ValueError(f"nfe_grid must be increasing positive integers, got {self.nfe_grid}")
+        if self.reference_nfe not in self.nfe_grid:
+            raise ValueError(f"reference_nfe={self.reference_nfe} is not in nfe_grid {self.nfe_grid}")
+
+
 SECTIONS: dict[str, type] = {
     "run": RunParams, "autoencoder": AutoencoderParams, "prior": PriorParams,
-    "latent_flow": LatentFlowParams, "fm": FMParams,
+    "latent_flow": LatentFlowParams, "fm": FMParams, "evaluate": EvaluateParams,
 }
 
 

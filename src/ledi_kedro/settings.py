@@ -10,4 +10,6 @@ DISABLE_HOOKS_FOR_PLUGINS = ("kedro-telemetry",)
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",
+    # Environments (conf/local, conf/<env>) override single keys of conf/base, not whole sections.
+    "merge_strategy": {"parameters": "soft"},
 }

@@ -17,7 +17,8 @@ from torch import nn
 
 from .checkpoint import CheckpointError, load_weights, read_checkpoint, state_dict_tensors, write_checkpoint
 from .models import (
-    AutoencoderConfig, DiT, DiTConfig, KLAutoencoder, LatentFlow, LatentFlowConfig, PriorConfig, PriorModel,
+    AutoencoderConfig, ClassifierConfig, DiT, DiTConfig, DomainClassifier, KLAutoencoder, LatentFlow,
+    LatentFlowConfig, PriorConfig, PriorModel,
 )
 
 MODEL_KINDS: dict[str, tuple[type[nn.Module], type]] = {
@@ -25,9 +26,10 @@ MODEL_KINDS: dict[str, tuple[type[nn.Module], type]] = {
     "prior": (PriorModel, PriorConfig),
     "latent_flow": (LatentFlow, LatentFlowConfig),
     "autoencoder": (KLAutoencoder, AutoencoderConfig),
+    "classifier": (DomainClassifier, ClassifierConfig),
 }
 # Kinds without weights of their own: pixel space (no autoencoder) and a pretrained diffusers VAE.
-WEIGHTLESS_KINDS = ("identity", "diffusers_autoencoder")
+WEIGHTLESS_KINDS = ("identity", "diffusers_autoencoder", "clip")
 
 
 @dataclass

@@ -10,9 +10,11 @@ from __future__ import annotations
 from pathlib import PurePosixPath
 from typing import Any
 
+from kedro.io import DatasetError
 from kedro_datasets.json import JSONDataset
 from kedro_datasets.matplotlib import MatplotlibDataset
 from kedro_datasets.polars import EagerPolarsDataset
+from kedro_datasets.text import TextDataset
 
 from ledi_kedro.core.io import atomic_path
 
@@ -44,8 +46,22 @@ class AtomicPolarsDataset(_AtomicSaveMixin, EagerPolarsDataset):
     """``polars.EagerPolarsDataset`` with atomic saves."""
 
 
+class AtomicTextDataset(_AtomicSaveMixin, TextDataset):
+    """``text.TextDataset`` with atomic saves."""
+
+
 class AtomicMatplotlibDataset(_AtomicSaveMixin, MatplotlibDataset):
-    """``matplotlib.MatplotlibDataset`` (one figure per file) with atomic saves; closes the figure."""
+    """``matplotlib.MatplotlibDataset`` (one figure per file) with atomic saves; closes the figure.
+
+    Loading returns the saved image file's bytes (e.g. to embed a PNG in a report).
+    """
+
+    def load(self) -> bytes:  # type: ignore[override]
+        path = str(self._filepath)
+        if not self._fs.exists(path):
+            raise DatasetError(f"{path}: plot does not exist; run the pipeline that draws it")
+        with self._fs.open(path, "rb") as fh:
+            return fh.read()
 
     def save(self, data) -> None:  # type: ignore[override]
         import matplotlib.pyplot as plt

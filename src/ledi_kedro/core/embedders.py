@@ -1,0 +1,118 @@
+"""Image embedders for quality metrics. Images come in as (N, C, H, W) floats in [-1, 1].
+
+* :class:`ClipEmbedder`: open-clip image tower (default ``ViT-L-14-336`` with OpenAI weights, the
+  CMMD paper's choice). Weights come from a local file or the local hub cache only; when they
+  are not there it fails at once with instructions instead of retrying a download.
+* :class:`DomainEmbedder`: features of a model trained on the data set itself (a classifier's
+  penultimate layer, or an autoencoder's bottleneck for unlabeled data).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+class ClipWeightsUnavailable(RuntimeError):
+    pass
+
+
+def _batched(fn: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, batch: int,
+             device: torch.device) -> torch.Tensor:
+    out = []
+    with torch.no_grad():
+        for i in range(0, images.shape[0], batch):
+            out.append(fn(images[i: i + batch].to(device).float()).float().cpu())
+    return torch.cat(out)
+
+
+def _cached_hub_file(model_name: str, tag: str) -> str | None:
+    """Path of the tagged weights if they are already in the local hub cache (no network)."""
+    from open_clip.pretrained import get_pretrained_cfg
+
+    cfg = get_pretrained_cfg(model_name, tag)
+    repo = (cfg or {}).get("hf_hub", "").strip("/")
+    if not repo:
+        return None
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return None
+    for filename in ("open_clip_model.safetensors", "open_clip_pytorch_model.bin"):
+        found = try_to_load_from_cache(repo, filename)
+        if isinstance(found, str):
+            return found
+    return None
+
+
+class ClipEmbedder:
+    """L2-normalised CLIP image embeddings.
+
+    ``weights``: a local checkpoint file, a pretrained tag such as ``openai`` (used only when it
+    is already in the local hub cache), or ``random`` (random init; for tests of the plumbing).
+    """
+
+    def __init__(self, model_name: str = "ViT-L-14-336", weights: str = "openai", device: str | torch.device = "cpu",
+                 batch_size: int = 64, image_size: int | None = None):
+        try:
+            import open_clip
+        except ImportError as exc:
+            raise ClipWeightsUnavailable("the clip embedder needs `pip install open-clip-torch`") from exc
+        self.device = torch.device(device)
+        kwargs = {"force_image_size": image_size} if image_size else {}
+        if weights == "random":
+            pretrained = None
+        elif Path(weights).is_file():
+            pretrained = str(weights)
+        else:
+            pretrained = _cached_hub_file(model_name, weights)
+            if pretrained is None:
+                raise ClipWeightsUnavailable(
+                    f"CLIP weights {model_name}/{weights} are not available offline. Download them on a machine "
+                    f"with internet access (e.g. `open_clip.create_model('{model_name}', pretrained='{weights}')`, "
+                    "which fills the Hugging Face cache), then either copy the cache or set "
+                    "evaluate.embedder.clip_weights to the local checkpoint file. Or use evaluate.embedder.kind: domain.")
+        model = open_clip.create_model(model_name, pretrained=pretrained, device=self.device, **kwargs)
+        self.visual = model.visual.eval().requires_grad_(False)
+        size = self.visual.image_size
+        self.image_size = size if isinstance(size, int) else size[0]
+        self.batch_size = batch_size
+        self.name = f"clip:{model_name}:{'random' if weights == 'random' else Path(str(weights)).name}"
+        self.mean = torch.tensor(CLIP_MEAN, device=self.device).view(1, 3, 1, 1)
+        self.std = torch.tensor(CLIP_STD, device=self.device).view(1, 3, 1, 1)
+
+    def _embed(self, x: torch.Tensor) -> torch.Tensor:
+        x = (x.clamp(-1, 1) + 1) / 2
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        x = nn.functional.interpolate(x, size=(self.image_size, self.image_size), mode="bicubic",
+                                      align_corners=False, antialias=True).clamp(0, 1)
+        feats = self.visual((x - self.mean) / self.std)
+        return feats / feats.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        return _batched(self._embed, images, self.batch_size, self.device)
+
+
+class DomainEmbedder:
+    """Features of a project-trained network: ``features(x)`` of a classifier, or the flattened
+    posterior mean of an autoencoder."""
+
+    def __init__(self, module: nn.Module, kind: str, device: str | torch.device = "cpu", batch_size: int = 256):
+        self.module = module.eval().to(device)
+        self.kind, self.device, self.batch_size = kind, torch.device(device), batch_size
+        self.name = f"domain:{kind}"
+
+    def _embed(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kind == "classifier":
+            return self.module.features(x)
+        return self.module.encode(x)[0].flatten(1)
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        return _batched(self._embed, images, self.batch_size, self.device)

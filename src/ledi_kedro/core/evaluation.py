@@ -1,0 +1,135 @@
+"""Quality-vs-NFE sweeps for samplers, with timing and embedding-space metrics.
+
+Everything here is plain PyTorch; the ``evaluate`` pipeline wraps it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from .metrics import frechet_distance, kid, mmd_rbf
+from .sampling import FlowSampler, LeDiFlowSampler
+from .solvers import FIXED_SOLVERS, stages
+
+Embed = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class QualitySpec:
+    """How quality is measured: MMD bandwidth/scale, KID subset size, and the sample count."""
+
+    sigma: float
+    scale: float = 1000.0
+    kid_subset: int = 1000
+    kid_subsets: int = 20
+
+
+def quality(feats: torch.Tensor, reference: torch.Tensor, spec: QualitySpec) -> dict[str, float]:
+    """FD, KID and RBF-MMD of ``feats`` against the reference features, with both sample counts."""
+    return {
+        "fd": frechet_distance(feats, reference),
+        "kid": kid(feats, reference, subsets=spec.kid_subsets, subset_size=spec.kid_subset),
+        "mmd": mmd_rbf(feats, reference, sigma=spec.sigma, scale=spec.scale),
+        "n_samples": int(feats.shape[0]),
+        "n_reference": int(reference.shape[0]),
+    }
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@dataclass
+class Generated:
+    features: torch.Tensor
+    examples: torch.Tensor  # the first few images, for grids
+    nfe: float  # mean image-flow NFE per batch (adaptive solvers vary)
+    prior_nfe: float
+    seconds_per_image: float
+
+
+def generate_and_embed(sampler: FlowSampler, embed: Embed, n: int, batch: int, solver: str, *,
+                       nfe: int | None = None, rtol: float | None = None, seed: int = 0,
+                       keep: int = 16) -> Generated:
+    """Sample ``n`` images in batches (seeds ``seed``, ``seed + 1``, ...), time them end to end
+    (latent sampler, prior, image ODE, decoder) and embed them."""
+    feats, examples, nfes, prior_nfes, seconds = [], [], [], [], 0.0
+    kwargs = {"rtol": rtol, "atol": rtol} if solver == "dopri5" else {"nfe": nfe}
+    done, b = 0, 0
+    while done < n:
+        size = min(batch, n - done)
+        _sync(sampler.device)
+        start = time.perf_counter()
+        res = sampler.sample(size, solver=solver, seed=seed + b, **kwargs)
+        _sync(sampler.device)
+        seconds += time.perf_counter() - start
+        images = res.images.float().clamp(-1, 1)
+        feats.append(embed(images))
+        if sum(e.shape[0] for e in examples) < keep:
+            examples.append(images[:keep].cpu())
+        nfes.append(res.nfe)
+        prior_nfes.append(res.prior_nfe)
+        done += size
+        b += 1
+    return Generated(torch.cat(feats), torch.cat(examples)[:keep], sum(nfes) / len(nfes),
+                     sum(prior_nfes) / len(prior_nfes), seconds / n)
+
+
+@dataclass
+class SweepConfig:
+    nfe_grid: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)
+    solvers: tuple[str, ...] = ("euler", "midpoint")
+    adaptive_rtols: tuple[float, ...] = (1e-2, 1e-3)  # dopri5 rows; empty to skip
+    n_samples: int = 1000
+    batch_size: int = 250
+    seed: int = 0
+
+
+@dataclass
+class SweepResult:
+    rows: list[dict] = field(default_factory=list)
+    examples: dict[tuple[str, str, float], torch.Tensor] = field(default_factory=dict)
+
+
+def sweep(samplers: dict[str, FlowSampler], embed: Embed, reference: torch.Tensor, spec: QualitySpec,
+          cfg: SweepConfig, progress: Callable[[str], None] | None = None) -> SweepResult:
+    """Every sampler x solver x NFE (fixed grid, skipping NFE a solver cannot spend exactly),
+    plus dopri5 at each tolerance. Rows: model, solver, nfe, nfe_requested, prior_nfe,
+    seconds_per_image, fd, kid, mmd, n_samples, n_reference."""
+    out = SweepResult()
+    for model, sampler in samplers.items():
+        plans: list[tuple[str, int | None, float | None]] = []
+        for solver in cfg.solvers:
+            if solver in FIXED_SOLVERS:
+                plans += [(solver, n, None) for n in cfg.nfe_grid if n % stages(solver) == 0]
+            elif solver != "dopri5":
+                raise ValueError(f"unknown solver {solver!r}")
+        plans += [("dopri5", None, r) for r in cfg.adaptive_rtols]
+        for solver, nfe, rtol in plans:
+            gen = generate_and_embed(sampler, embed, cfg.n_samples, cfg.batch_size, solver, nfe=nfe, rtol=rtol,
+                                     seed=cfg.seed)
+            row = {"model": model, "solver": solver, "nfe_requested": nfe, "rtol": rtol, "nfe": gen.nfe,
+                   "prior_nfe": gen.prior_nfe, "seconds_per_image": gen.seconds_per_image}
+            row.update(quality(gen.features, reference, spec))
+            out.rows.append(row)
+            out.examples[(model, solver, gen.nfe)] = gen.examples
+            if progress is not None:
+                progress(f"{model:>8} {solver:>8} NFE {gen.nfe:6.1f}: FD {row['fd']:.3f}  MMD {row['mmd']:.3f}  "
+                         f"{1e3 * gen.seconds_per_image:.2f} ms/image")
+    return out
+
+
+@torch.no_grad()
+def prior_only_features(sampler: LeDiFlowSampler, embed: Embed, n: int, batch: int, seed: int = 0) -> torch.Tensor:
+    """Embeddings of LeDiFlow's x0 (the learned prior's draws, no image ODE), decoded if latent."""
+    feats = []
+    for b, start in enumerate(range(0, n, batch)):
+        g = torch.Generator(device=sampler.device).manual_seed(seed + b)
+        x0, _, _ = sampler.prior(min(batch, n - start), g)
+        feats.append(embed(sampler._finish(x0).float().clamp(-1, 1)))
+    return torch.cat(feats)

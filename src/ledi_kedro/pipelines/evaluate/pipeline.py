@@ -1,0 +1,37 @@
+import warnings
+
+from kedro.pipeline import Node, Pipeline
+
+from .nodes import (
+    embed_reference, measure_straightness, plot_applications, plot_quality_vs_nfe, plot_sample_grids, summarize,
+    sweep_quality, train_quality_embedder,
+)
+
+TRAINED = ["ledi.fm_model", "gaussian.fm_model", "prior_model", "latent_flow_model", "autoencoder_model"]
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    # The train_fm outputs are read across its namespaces on purpose ("ledi.fm_model", ...).
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="One or more dataset names contain '.'")
+        return _create_pipeline()
+
+
+def _create_pipeline() -> Pipeline:
+    return Pipeline([
+        Node(train_quality_embedder, ["train_image_tensors", "test_image_tensors", "params:evaluate", "params:run"],
+             ["quality_embedder", "embedder_metrics"], name="train_quality_embedder"),
+        Node(embed_reference, ["quality_embedder", "train_image_tensors", "test_image_tensors", "params:evaluate",
+                               "params:run"], "reference_features", name="embed_reference"),
+        Node(sweep_quality, [*TRAINED, "quality_embedder", "reference_features", "params:evaluate", "params:run"],
+             ["sweep_results", "sweep_examples"], name="sweep_quality"),
+        Node(measure_straightness, [*TRAINED, "params:evaluate", "params:run"], "straightness",
+             name="measure_straightness"),
+        Node(summarize, ["sweep_results", "straightness", "embedder_metrics", "params:evaluate"],
+             ["evaluation_metrics", "speedup_table"], name="summarize_evaluation"),
+        Node(plot_quality_vs_nfe, ["sweep_results", "params:evaluate"], "quality_vs_nfe_plot",
+             name="plot_quality_vs_nfe"),
+        Node(plot_sample_grids, ["sweep_examples", "params:evaluate"], "sample_grid_plot", name="plot_sample_grids"),
+        Node(plot_applications, [*TRAINED, "test_model_input", "params:evaluate", "params:run"],
+             ["prior_samples_plot", "interpolation_plot", "inpainting_plot"], name="plot_applications"),
+    ])

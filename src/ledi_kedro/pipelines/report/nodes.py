@@ -1,0 +1,161 @@
+"""Render the run's tables, plots, configuration and provenance into Markdown and HTML."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import io
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import yaml
+
+
+@dataclass
+class Section:
+    title: str
+    blocks: list[tuple[str, Any]] = field(default_factory=list)  # ("text"|"table"|"image"|"code", payload)
+
+
+def sha256_path(path: Path) -> str:
+    """SHA-256 of a file, or of a folder's files (names and contents, in sorted order)."""
+    h = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for f in files:
+        if path.is_dir():
+            h.update(f.relative_to(path).as_posix().encode())
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def _png(data: Any) -> bytes:
+    if isinstance(data, bytes):
+        return data
+    buf = io.BytesIO()  # a matplotlib Figure (in-memory runs)
+    data.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def _table(df: pl.DataFrame, columns: list[str]) -> list[list[str]]:
+    cols = [c for c in columns if c in df.columns]
+    return [cols] + [[_fmt(r[c]) for c in cols] for r in df.iter_rows(named=True)]
+
+
+def _md(sections: list[Section], title: str) -> str:
+    out = [f"# {title}", ""]
+    for s in sections:
+        out += [f"## {s.title}", ""]
+        for kind, payload in s.blocks:
+            if kind == "text":
+                out += [payload, ""]
+            elif kind == "table":
+                head, *rows = payload
+                out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+                out += ["| " + " | ".join(r) + " |" for r in rows] + [""]
+            elif kind == "image":
+                caption, png = payload
+                out += [f"**{caption}**", "", f"![{caption}](data:image/png;base64,{base64.b64encode(png).decode()})", ""]
+            elif kind == "code":
+                out += ["```yaml", payload.rstrip(), "```", ""]
+    return "\n".join(out)
+
+
+def _html(sections: list[Section], title: str) -> str:
+    out = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+           "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;line-height:1.4}"
+           "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:2px 6px}"
+           "img{max-width:100%}pre{background:#f6f6f6;padding:8px;overflow:auto;font-size:12px}</style>"
+           "</head><body>", f"<h1>{html.escape(title)}</h1>"]
+    for s in sections:
+        out.append(f"<h2>{html.escape(s.title)}</h2>")
+        for kind, payload in s.blocks:
+            if kind == "text":
+                out.append(f"<p>{html.escape(payload)}</p>")
+            elif kind == "table":
+                head, *rows = payload
+                out.append("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>")
+                out += ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows]
+                out.append("</table>")
+            elif kind == "image":
+                caption, png = payload
+                out.append(f"<figure><img alt='{html.escape(caption)}' src='data:image/png;base64,"
+                           f"{base64.b64encode(png).decode()}'><figcaption>{html.escape(caption)}</figcaption></figure>")
+            elif kind == "code":
+                out.append(f"<pre>{html.escape(payload)}</pre>")
+    out.append("</body></html>")
+    return "\n".join(out)
+
+
+def build_report(evaluation_metrics: dict, sweep_results: pl.DataFrame, speedup_table: pl.DataFrame,
+                 straightness: dict, embedder_metrics: dict, training_metrics: dict[str, dict],
+                 figures: dict[str, Any], parameters: dict[str, Any], report: dict) -> tuple[str, str]:
+    """Markdown and HTML of the same content; ``report.hash_paths`` lists the data and model files
+    whose SHA-256 goes into the provenance section."""
+    title = report.get("title", "LeDiFlow run report")
+    metric = evaluation_metrics.get("primary_metric", "fd")
+    sections: list[Section] = []
+    head = Section("Summary")
+    head.blocks.append(("text", f"Generated {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}. Space: "
+                                f"{parameters.get('run', {}).get('space')}. Quality: {metric} on "
+                                f"{sweep_results['embedder'][0] if sweep_results.height else '?'} embeddings "
+                                f"({evaluation_metrics.get('n_samples')} generated vs "
+                                f"{evaluation_metrics.get('n_reference')} held-out images; lower is better)."))
+    head.blocks.append(("table", _table(speedup_table, ["solver", "reference", "reference_nfe", "reference_quality",
+                                                        "matched_nfe", "speedup_text", "status"])))
+    head.blocks.append(("text", "A speedup reported as '>= x' means LeDiFlow already matched the reference at the "
+                                "grid's smallest NFE: only a lower bound. 'not reached' means it never did."))
+    sections.append(head)
+    curves = Section("Quality against NFE")
+    rows = sweep_results.filter(pl.col("solver") != "none").with_columns(
+        (pl.col("seconds_per_image") * 1000).alias("ms_per_image"))
+    curves.blocks.append(("table", _table(rows, ["model", "solver", "nfe", "rtol", "prior_nfe", metric, "fd", "kid",
+                                                 "mmd", "ms_per_image", "n_samples"])))
+    for name in ("quality_vs_nfe", "sample_grid"):
+        if name in figures:
+            curves.blocks.append(("image", (name.replace("_", " "), _png(figures[name]))))
+    sections.append(curves)
+    sanity = Section("Sanity rows and straightness")
+    sanity.blocks.append(("table", _table(sweep_results.filter(pl.col("solver") == "none"),
+                                          ["model", "fd", "kid", "mmd", "n_samples", "n_reference"])))
+    sanity.blocks.append(("table", [["model", "straightness (mean ||v - (x1 - x0)||^2)"]]
+                          + [[k, _fmt(v)] for k, v in straightness.items()]))
+    sanity.blocks.append(("text", f"Embedder: {json.dumps(embedder_metrics)}"))
+    sections.append(sanity)
+    apps = Section("Prior, interpolation, inpainting")
+    for name in ("prior_samples", "interpolation", "inpainting"):
+        if name in figures:
+            apps.blocks.append(("image", (name.replace("_", " "), _png(figures[name]))))
+    sections.append(apps)
+    train = Section("Training")
+    for name, m in training_metrics.items():
+        train.blocks.append(("table", [["metric", name]] + [[k, _fmt(v)] for k, v in m.items()]))
+    for name in sorted(figures):
+        if name.endswith("_loss"):
+            train.blocks.append(("image", (f"{name.replace('_', ' ')} curve", _png(figures[name]))))
+    sections.append(train)
+    config = Section("Configuration")
+    config.blocks.append(("code", yaml.safe_dump(parameters, sort_keys=True)))
+    sections.append(config)
+    prov = Section("Provenance (SHA-256)")
+    hashes = [["path", "sha256"]]
+    for p in report.get("hash_paths", []):
+        path = Path(p)
+        hashes.append([p, sha256_path(path) if path.exists() else "missing"])
+    prov.blocks.append(("table", hashes))
+    sections.append(prov)
+    return _md(sections, title), _html(sections, title)

@@ -1,0 +1,99 @@
+import math
+
+import pytest
+import torch
+
+from ledi_kedro.core.metrics import (
+    frechet_distance, gaussian_frechet_distance, kid, median_heuristic_sigma, mmd_rbf,
+)
+from ledi_kedro.core.speedup import matched_quality_speedup, reference_from_curve
+
+
+def test_frechet_distance_of_gaussians_with_known_moments():
+    # 1-D: FD = (m1 - m2)^2 + (s1 - s2)^2
+    assert gaussian_frechet_distance([0.0], [[4.0]], [3.0], [[1.0]]) == pytest.approx(9 + 1)
+    # diagonal covariances: sum over dimensions
+    fd = gaussian_frechet_distance([0.0, 1.0], torch.diag(torch.tensor([1.0, 9.0])), [1.0, 1.0],
+                                   torch.diag(torch.tensor([4.0, 1.0])))
+    assert fd == pytest.approx(1 + (1 - 2) ** 2 + (3 - 1) ** 2)
+    # samples approach the closed form
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(200_000, 2, generator=g) * torch.tensor([1.0, 3.0])
+    b = torch.randn(200_000, 2, generator=g) * torch.tensor([2.0, 1.0]) + torch.tensor([1.0, 0.0])
+    assert frechet_distance(a, b) == pytest.approx(1 + 1 + 4, rel=0.02)
+
+
+def test_frechet_distance_with_correlated_covariances():
+    cov_a = torch.tensor([[2.0, 0.5], [0.5, 1.0]], dtype=torch.float64)
+    cov_b = torch.tensor([[1.0, -0.3], [-0.3, 2.0]], dtype=torch.float64)
+    # reference: Tr(A + B - 2 (A^1/2 B A^1/2)^1/2) via eigen-decomposition of A B (same eigenvalues)
+    eig = torch.linalg.eigvals(cov_a @ cov_b).real.clamp_min(0).sqrt().sum()
+    expected = float(torch.trace(cov_a) + torch.trace(cov_b) - 2 * eig)
+    assert gaussian_frechet_distance([0, 0], cov_a, [0, 0], cov_b) == pytest.approx(expected, abs=1e-9)
+
+
+def test_mmd_of_a_set_with_itself_is_zero_and_grows_with_shift():
+    x = torch.randn(300, 8, generator=torch.Generator().manual_seed(1))
+    assert mmd_rbf(x, x, sigma=10.0) == pytest.approx(0.0, abs=1e-12)
+    assert mmd_rbf(x, x + 0.5, sigma=1.0) > mmd_rbf(x, x + 0.1, sigma=1.0) > 0
+
+
+def test_cmmd_matches_the_reference_definition():
+    # CMMD (Jayasumana et al. 2024): 1000 * (mean k(x,x') + mean k(y,y') - 2 mean k(x,y)),
+    # k = exp(-||a-b||^2 / (2 * 10^2)), all pairs including i == j, written out with loops.
+    g = torch.Generator().manual_seed(2)
+    x, y = torch.randn(6, 3, generator=g) * 5, torch.randn(5, 3, generator=g) * 5 + 2
+
+    def k(a, b):
+        return math.exp(-float(((a - b) ** 2).sum()) / 200.0)
+
+    kxx = sum(k(a, b) for a in x for b in x) / 36
+    kyy = sum(k(a, b) for a in y for b in y) / 25
+    kxy = sum(k(a, b) for a in x for b in y) / 30
+    assert mmd_rbf(x, y, sigma=10.0, scale=1000.0) == pytest.approx(1000 * (kxx + kyy - 2 * kxy), rel=1e-10)
+
+
+def test_kid_is_near_zero_for_same_distribution_and_positive_otherwise():
+    g = torch.Generator().manual_seed(3)
+    a, b = torch.randn(2000, 4, generator=g), torch.randn(2000, 4, generator=g)
+    assert abs(kid(a, b, subsets=10, subset_size=500)) < 0.01
+    assert kid(a, b + 1.0, subsets=10, subset_size=500) > 0.1
+
+
+def test_median_heuristic():
+    x = torch.tensor([[0.0], [1.0], [3.0]])
+    assert median_heuristic_sigma(x) == pytest.approx(2.0)  # pairwise distances 1, 3, 2
+
+
+NFE = [1, 2, 4, 8, 16, 32, 64]
+
+
+def test_speedup_interpolates_log_linearly():
+    base = [100, 50, 25, 12, 8, 6, 5.0]
+    ledi = [40, 20, 10, 6, 4.0, 3.5, 3.0]  # crosses 5.0 between NFE 8 (6) and 16 (4)
+    ref_nfe, ref_q = reference_from_curve(NFE, base, 64)
+    sp = matched_quality_speedup(NFE, ledi, ref_q, ref_nfe)
+    matched = math.exp(math.log(8) + 0.5 * (math.log(16) - math.log(8)))  # halfway: 6 -> 5 -> 4
+    assert sp.status == "reached" and sp.matched_nfe == pytest.approx(matched)
+    assert sp.speedup == pytest.approx(64 / matched) and sp.text() == f"{64 / matched:.2f}x"
+
+
+def test_speedup_at_the_grid_floor_is_a_lower_bound():
+    sp = matched_quality_speedup(NFE, [1.0] * 7, 5.0, 64)
+    assert sp.status == "at_floor" and sp.text() == ">= 64.00x"
+
+
+def test_speedup_never_reached_is_not_a_number():
+    sp = matched_quality_speedup(NFE, [9, 8, 7, 7, 7, 7, 7.0], 5.0, 64)
+    assert sp.status == "never" and sp.speedup is None and sp.text() == "not reached"
+
+
+def test_non_monotonic_curves_use_the_first_crossing():
+    sp = matched_quality_speedup(NFE, [10, 4, 12, 3, 3, 3, 3.0], 5.0, 64)
+    assert sp.status == "reached" and 1 < sp.matched_nfe < 2
+
+
+def test_reference_from_curve():
+    assert reference_from_curve(NFE, [7, 6, 5, 4, 3, 3.5, 4.0], None) == (16, 3)  # best point
+    with pytest.raises(ValueError, match="reference NFE 128"):
+        reference_from_curve(NFE, [1] * 7, 128)

@@ -1,0 +1,94 @@
+"""A tiny end-to-end evaluate + report run on an in-memory catalog, and the CLIP embedder plumbing."""
+
+import time
+
+import polars as pl
+import pytest
+import torch
+from kedro.io import DataCatalog, MemoryDataset
+from kedro.runner import SequentialRunner
+
+from ledi_kedro.core.embedders import ClipEmbedder, ClipWeightsUnavailable
+from ledi_kedro.pipelines import evaluate, report
+from tests.test_preprocess_pipeline import KeptDataset
+from tests.test_training_pipelines import image_split, run_chain, tiny_params
+
+TINY_EVAL = {
+    "embedder": {"kind": "domain", "domain_width": 8, "domain_feature_dim": 16,
+                 "train": {"steps": 4, "batch_size": 8, "warmup_steps": 1, "log_every": 2, "checkpoint_every": 4}},
+    "n_samples": 12, "n_reference": 16, "batch_size": 6, "nfe_grid": [1, 2, 4], "solvers": ["euler", "midpoint", "dopri5"],
+    "adaptive_rtols": [0.1], "reference_nfe": 4, "straightness_samples": 4, "straightness_steps": 4,
+    "grid_images": 3, "interpolation_points": 3, "inpaint_examples": 2,
+}
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("eval")
+    trained = run_chain(tmp)
+    params = tiny_params(tmp) | {"evaluate": TINY_EVAL, "report": {"title": "tiny", "hash_paths": [str(tmp / "h.bin"),
+                                                                                                  str(tmp / "nope")]}}
+    (tmp / "h.bin").write_bytes(b"abc")
+    catalog = DataCatalog({"parameters": MemoryDataset(params)})
+    for key, value in params.items():
+        catalog[f"params:{key}"] = MemoryDataset(value)
+    catalog["train_image_tensors"] = MemoryDataset(image_split(32, 0), copy_mode="assign")
+    catalog["test_image_tensors"] = MemoryDataset(image_split(16, 1), copy_mode="assign")
+    for name, value in trained.items():
+        catalog[name] = MemoryDataset(value, copy_mode="assign")
+    pipe = evaluate.create_pipeline() + report.create_pipeline()
+    for name in pipe.outputs() | {"sweep_results", "evaluation_metrics", "speedup_table", "straightness"}:
+        catalog[name] = KeptDataset(copy_mode="assign")
+    SequentialRunner().run(pipe, catalog)
+    return catalog
+
+
+def test_sweep_table(evaluated):
+    table = evaluated.load("sweep_results")
+    assert isinstance(table, pl.DataFrame)
+    euler = table.filter((pl.col("model") == "ledi") & (pl.col("solver") == "euler"))
+    assert euler["nfe"].to_list() == [1.0, 2.0, 4.0]
+    mid = table.filter((pl.col("model") == "gaussian") & (pl.col("solver") == "midpoint"))
+    assert mid["nfe"].to_list() == [2.0, 4.0]  # NFE 1 cannot be spent by a 2-stage solver
+    assert table.filter(pl.col("solver") == "dopri5").height == 2
+    assert set(table.filter(pl.col("solver") == "none")["model"]) == {"real_train", "prior_x0", "gaussian_noise"}
+    ledi_rows = table.filter(pl.col("model") == "ledi")
+    assert (ledi_rows["prior_nfe"] == 4).all()  # latent sampler: 2 midpoint steps
+    assert (table["n_samples"].filter(table["solver"] != "none") == 12).all() and (table["n_reference"] == 16).all()
+    assert (table.filter(pl.col("solver") != "none")["seconds_per_image"] > 0).all()
+
+
+def test_metrics_and_speedups(evaluated):
+    m = evaluated.load("evaluation_metrics")
+    assert m["primary_metric"] == "fd" and m["n_samples"] == 12 and m["n_reference"] == 16
+    for solver in ("euler", "midpoint"):
+        assert m[f"speedup_{solver}_at_reference_nfe"].endswith("x") or m[f"speedup_{solver}_at_reference_nfe"] == "not reached"
+        assert set(m[f"quality_ratio_{solver}"]) <= {"1", "2", "4"}
+    assert set(evaluated.load("straightness")) == {"ledi", "gaussian"}
+    sp = evaluated.load("speedup_table")
+    assert set(sp["reference"]) == {"at_reference_nfe", "vs_best_baseline"}
+    assert set(sp["status"]) <= {"reached", "at_floor", "never"}
+
+
+def test_report_is_self_contained(evaluated):
+    md, html = evaluated.load("report_markdown"), evaluated.load("report_html")
+    for text in (md, html):
+        assert "tiny" in text and "Quality against NFE" in text and "Provenance" in text
+        assert "data:image/png;base64," in text
+        assert "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad" in text  # sha256("abc")
+        assert "missing" in text
+    assert html.startswith("<!doctype html>") and "<table>" in html
+
+
+def test_clip_plumbing_with_a_random_tiny_model():
+    emb = ClipEmbedder("ViT-S-32", "random", image_size=32)
+    feats = emb(torch.rand(5, 1, 16, 16) * 2 - 1)
+    assert feats.shape == (5, 384)
+    torch.testing.assert_close(feats.norm(dim=1), torch.ones(5))
+
+
+def test_clip_without_weights_fails_fast():
+    start = time.perf_counter()
+    with pytest.raises(ClipWeightsUnavailable, match="not available offline.*clip_weights"):
+        ClipEmbedder("ViT-L-14-336", "openai")
+    assert time.perf_counter() - start < 10

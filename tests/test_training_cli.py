@@ -1,0 +1,89 @@
+"""`kedro run` through the CLI: the training chain, kill + resume, and a 2-process torchrun."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+TRAIN = "steps={steps},batch_size=8,warmup_steps=2,log_every=2,checkpoint_every={every}"
+
+
+def tiny_cli_params(fmnist: Path, ckpt: Path, fm_steps: int = 4, every: int = 2) -> str:
+    parts = [f"preprocess.source.path={fmnist}", "preprocess.image.resolution=8", "preprocess.image.small_images=resize",
+             "run.device=cpu", f"run.checkpoint_root={ckpt}",
+             "prior.z_dim=4", "prior.base_channels=8", "prior.eval_images=4",
+             "latent_flow.hidden=16", "latent_flow.depth=1", "latent_flow.sample_steps=2",
+             "fm.model.size=T", "fm.model.patch_size=2"]
+    for section, steps in (("prior", 4), ("latent_flow", 4), ("fm", fm_steps)):
+        parts += [f"{section}.train.{kv}" for kv in TRAIN.format(steps=steps, every=every).split(",")]
+    return ",".join(parts)
+
+
+def kedro(project: Path, *args: str, timeout: int = 300, **popen) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "kedro", "run", *args], cwd=project, capture_output=True,
+                          text=True, timeout=timeout, **popen)
+
+
+@pytest.fixture
+def trained_project(project_copy, tiny_fashion_mnist):
+    ckpt = project_copy / "data/06_models/checkpoints"
+    params = tiny_cli_params(tiny_fashion_mnist, ckpt)
+    pipes = "preprocess,train_autoencoder,train_prior,train_latent_flow,train_fm"
+    proc = kedro(project_copy, f"--pipelines={pipes}", f"--params={params}")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return project_copy, tiny_fashion_mnist, ckpt
+
+
+def test_chain_then_kill_and_resume(trained_project):
+    project, fmnist, ckpt = trained_project
+    for name in ("prior", "latent_flow", "fm_ledi", "fm_gaussian"):
+        assert (project / "data/06_models" / name / "ema.safetensors").is_file(), name
+    assert (project / "data/08_reporting/fm_ledi_loss.png").stat().st_size > 0
+    # A longer run of train_fm, killed once its first new checkpoint is on disk ...
+    params = tiny_cli_params(fmnist, ckpt, fm_steps=400, every=6)
+    proc = subprocess.Popen([sys.executable, "-m", "kedro", "run", "--pipelines=train_fm", f"--params={params}"],
+                            cwd=project, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 240
+    first = ckpt / "fm_gaussian" / "step_00000006"
+    while not first.is_dir() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert first.is_dir(), "no checkpoint appeared before the deadline"
+    # ... resumes from its last checkpoint when run again (here with a smaller budget, to finish fast)
+    params = tiny_cli_params(fmnist, ckpt, fm_steps=12, every=6)
+    again = kedro(project, "--pipelines=train_fm", f"--params={params}")
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    log = again.stdout + again.stderr
+    assert "fm_gaussian: resumed from" in log and "step_00000006" in log
+    # and a finished model is not retrained
+    done = kedro(project, "--pipelines=train_fm", f"--params={params}")
+    assert done.returncode == 0
+    assert "fm_gaussian: already trained to step 12" in done.stdout + done.stderr
+
+
+def test_invalid_parameter_stops_before_any_node(project_copy, tiny_fashion_mnist):
+    params = tiny_cli_params(tiny_fashion_mnist, project_copy / "ck") + ",fm.model.patch_size=3"
+    proc = kedro(project_copy, f"--params={params}")
+    assert proc.returncode != 0
+    assert "fm.model.patch_size=3 does not divide the resolution 8" in proc.stdout + proc.stderr
+    assert not (project_copy / "data/05_model_input/train_images.safetensors").exists()
+
+
+def test_torchrun_two_processes(trained_project):
+    project, fmnist, _ = trained_project
+    ckpt = project / "ddp_ckpt"
+    params = tiny_cli_params(fmnist, ckpt, fm_steps=4)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           "-m", "ledi_kedro", "--pipelines=train_fm", f"--params={params}"],
+                          cwd=project, capture_output=True, text=True, timeout=400, env=env)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    assert "DDP: 2 processes" in out and "global batch 8 on cpu x2" in out
+    assert (ckpt / "fm_ledi" / "step_00000004").is_dir()
+    assert not list(ckpt.glob("**/.*tmp*"))

@@ -1,0 +1,138 @@
+"""Training pipelines on tiny configurations: in-memory runs, parameter validation, pretrained AE."""
+
+import copy
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+from kedro.io import DataCatalog, MemoryDataset
+from kedro.runner import SequentialRunner
+
+from ledi_kedro.core.config import ConfigError
+from ledi_kedro.core.registry import TrainedModel
+from ledi_kedro.params import validate_all
+from ledi_kedro.pipelines import train_autoencoder, train_fm, train_latent_flow, train_prior
+from tests.test_preprocess_pipeline import KeptDataset
+
+TINY_TRAIN = {"steps": 6, "batch_size": 8, "lr": 1e-3, "warmup_steps": 2, "log_every": 3, "checkpoint_every": 3}
+
+
+def tiny_params(tmp_path, space="pixel"):
+    return copy.deepcopy({
+        "run": {"seed": 0, "space": space, "device": "cpu", "checkpoint_root": str(tmp_path / "ckpt")},
+        "autoencoder": {"latent_channels": 2, "base_channels": 8, "levels": 1, "train": dict(TINY_TRAIN)},
+        "prior": {"z_dim": 4, "base_channels": 8, "bottleneck": 4, "eval_images": 8, "train": dict(TINY_TRAIN)},
+        "latent_flow": {"hidden": 16, "depth": 1, "sample_steps": 2, "train": dict(TINY_TRAIN)},
+        "fm": {"model": {"size": "T", "patch_size": 2}, "train": dict(TINY_TRAIN)},
+        "ledi": {"variant": {"prior": "learned", "name": "fm_ledi"}},
+        "gaussian": {"variant": {"prior": "gaussian", "name": "fm_gaussian"}},
+        "preprocess": {"image": {"resolution": 8, "channels": 1}},
+    })
+
+
+def image_split(n, seed):
+    rng = np.random.default_rng(seed)
+    return {"images": torch.from_numpy(rng.integers(0, 256, (n, 1, 8, 8), dtype=np.uint8)),
+            "labels": torch.arange(n) % 3, "__metadata__": {"class_names": ["a", "b", "c"]}}
+
+
+def run_chain(tmp_path, space="pixel", extra=None):
+    params = tiny_params(tmp_path, space)
+    validate_all(params)
+    catalog = DataCatalog({"train_image_tensors": MemoryDataset(image_split(32, 0), copy_mode="assign"),
+                           "test_image_tensors": MemoryDataset(image_split(16, 1), copy_mode="assign")})
+    for key, value in params.items():
+        catalog[f"params:{key}"] = MemoryDataset(value)
+        if isinstance(value, dict):
+            for sub, v in value.items():
+                catalog[f"params:{key}.{sub}"] = MemoryDataset(v)
+    pipe = (train_autoencoder.create_pipeline() + train_prior.create_pipeline()
+            + train_latent_flow.create_pipeline() + train_fm.create_pipeline())
+    outputs = [d for d in pipe.outputs() | pipe.datasets() if not d.startswith("params:") and d not in catalog.keys()]
+    for name in outputs:
+        catalog[name] = KeptDataset(copy_mode="assign")
+    SequentialRunner().run(pipe, catalog)
+    return {name: catalog.load(name) for name in outputs}
+
+
+def test_pixel_chain(tmp_path):
+    out = run_chain(tmp_path)
+    assert out["autoencoder_model"].kind == "identity"
+    assert out["train_model_input"]["images"].dtype == torch.uint8
+    for name in ("prior_model", "latent_flow_model", "ledi.fm_model", "gaussian.fm_model"):
+        assert isinstance(out[name], TrainedModel) and out[name].ema is not None, name
+    assert out["ledi.fm_model"].meta["prior"] == "learned" and out["gaussian.fm_model"].meta["prior"] == "gaussian"
+    assert out["prior_codes"]["mu_z"].shape == (32, 4)
+    hist = out["ledi.fm_loss_history"]
+    assert isinstance(hist, pl.DataFrame) and hist["step"].to_list() == list(range(1, 7))
+    assert {"test_loss", "test_kl_per_dim", "test_recon_mse_of_mean", "test_mean_predicted_std"} <= set(
+        out["prior_metrics"])
+    assert out["ledi.fm_metrics"]["steps"] == 6
+    # the two variants share init and batches but not the prior, so they end up different
+    a, b = out["ledi.fm_model"].model.state_dict(), out["gaussian.fm_model"].model.state_dict()
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+    assert (tmp_path / "ckpt" / "fm_ledi" / "step_00000006").is_dir()
+
+
+def test_latent_chain(tmp_path):
+    out = run_chain(tmp_path, space="latent")
+    ae = out["autoencoder_model"]
+    assert ae.kind == "autoencoder" and float(ae.ema.scale) > 0
+    latents = out["train_model_input"]["images"]
+    assert latents.dtype == torch.float32 and latents.shape == (32, 2, 4, 4)
+    assert out["autoencoder_metrics"]["space"] == "latent" and "test_psnr_db" in out["autoencoder_metrics"]
+    assert out["ledi.fm_model"].config.in_channels == 2 and out["ledi.fm_model"].config.resolution == 4
+
+
+@pytest.mark.parametrize("change, message", [
+    (("fm", "train", "steps", 0), "fm.train: steps must be a positive integer, got 0"),
+    (("fm", "train", "steps", -5), "steps must be a positive integer, got -5"),
+    (("latent_flow", "sample_solver", None, "rk5"), "unknown sample_solver 'rk5'"),
+    (("fm", "model", "size", "XL"), "unknown model size 'XL'"),
+    (("fm", "model", "patch_size", 3), "fm.model.patch_size=3 does not divide the resolution 8"),
+    (("prior", "loss", None, "mse"), "prior.loss: 'mse' is not one of"),
+    (("fm", "model", "depth", 3), "unknown parameter"),
+])
+def test_parameter_errors_name_the_value(tmp_path, change, message):
+    params = tiny_params(tmp_path)
+    section, key, sub, value = change
+    if sub is None:
+        params[section][key] = value
+    else:
+        params[section].setdefault(key, {})[sub] = value
+    with pytest.raises(ConfigError, match=message):
+        validate_all(params)
+
+
+def test_latent_space_needs_an_autoencoder(tmp_path):
+    params = tiny_params(tmp_path, space="latent")
+    params["autoencoder"]["kind"] = "none"
+    with pytest.raises(ConfigError, match="latent space needs an autoencoder"):
+        validate_all(params)
+    params["autoencoder"] = {"kind": "pretrained"}
+    with pytest.raises(ConfigError, match="needs pretrained_path"):
+        validate_all(params)
+
+
+def test_pretrained_diffusers_autoencoder(tmp_path):
+    diffusers = pytest.importorskip("diffusers")
+    vae = diffusers.AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8, 8, 8, 8), layers_per_block=1,
+        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4, norm_num_groups=4,
+        sample_size=32)
+    vae.save_pretrained(tmp_path / "vae")
+    from ledi_kedro.pipelines.train_autoencoder.nodes import cache_latents, train_autoencoder
+
+    run = {"space": "latent", "device": "cpu", "checkpoint_root": str(tmp_path / "ck")}
+    ae = {"kind": "pretrained", "pretrained_path": str(tmp_path / "vae")}
+    rng = np.random.default_rng(0)
+    split = {"images": torch.from_numpy(rng.integers(0, 256, (6, 1, 32, 32), dtype=np.uint8)), "labels": torch.zeros(6)}
+    model, history = train_autoencoder(split, ae, run)
+    assert model.kind == "diffusers_autoencoder" and history.height == 0
+    train, test, metrics = cache_latents(model, split, split, run)
+    assert train["images"].shape == (6, 4, 4, 4)
+    assert abs(float(train["images"].std()) - 1.0) < 0.05  # scale fitted to unit variance
+    assert "test_psnr_db" in metrics
+    with pytest.raises(Exception, match="config.json is missing"):
+        train_autoencoder(split, {"kind": "pretrained", "pretrained_path": str(tmp_path)}, run)
