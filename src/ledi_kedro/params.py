@@ -26,6 +26,11 @@ class RunParams:
     device: str = "auto"  # auto: this rank's GPU if there is one, else CPU
     checkpoint_root: str = "data/06_models/checkpoints"
     on_config_change: Literal["restart", "error"] = "restart"  # stale checkpoints of changed settings
+    max_train_images: int | None = None  # a seeded subset of the train split for quick runs (None: all)
+
+    def __post_init__(self) -> None:
+        if self.max_train_images is not None and self.max_train_images < 1:
+            raise ValueError(f"max_train_images must be positive or null, got {self.max_train_images}")
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,8 @@ def test_cmmd_matches_the_reference_definition():
     # CMMD (Jayasumana et al. 2024): 1000 * (mean k(x,x') + mean k(y,y') - 2 mean k(x,y)),
     # k = exp(-||a-b||^2 / (2 * 10^2)), all pairs including i == j, written out with loops.
     g = torch.Generator().manual_seed(2)
-    x, y = torch.randn(6, 3, generator=g) * 5, torch.randn(5, 3, generator=g) * 5 + 2
+    x = torch.randn(6, 3, generator=g, dtype=torch.float64) * 5
+    y = torch.randn(5, 3, generator=g, dtype=torch.float64) * 5 + 2
 
     def k(a, b):
         return math.exp(-float(((a - b) ** 2).sum()) / 200.0)

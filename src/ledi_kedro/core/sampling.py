@@ -80,6 +80,10 @@ class FlowSampler:
     def prior(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None, int]:
         raise NotImplementedError
 
+    def _inpaint_prior(self, known: torch.Tensor, mask: torch.Tensor, generator: torch.Generator):
+        """Starting points for inpainting; the baseline has nothing better than fresh prior draws."""
+        return self.prior(known.shape[0], generator)
+
     @torch.no_grad()
     def sample(self, n: int, *, steps: int | None = None, nfe: int | None = None, solver: str = "euler",
                seed: int = 0, return_trajectory: bool = False, **solver_kwargs) -> SampleResult:
@@ -104,7 +108,7 @@ class FlowSampler:
         known = known.to(self.device)
         mask = mask.to(self.device, known.dtype).expand_as(known)
         g = _generator(seed, self.device)
-        x0, z, prior_nfe = self.prior(known.shape[0], g)
+        x0, z, prior_nfe = self._inpaint_prior(known, mask, g)
 
         def keep_known(x: torch.Tensor, t: float) -> torch.Tensor:
             return mask * ((1 - t) * x0 + t * known) + (1 - mask) * x
@@ -163,6 +167,19 @@ class LeDiFlowSampler(FlowSampler):
         eps = torch.randn((n, *self.shape), generator=generator, device=self.device)
         z, nfe = self.latent_from_w(w)
         return self.x0_from_z(z, eps), z, nfe
+
+    @torch.no_grad()
+    def _inpaint_prior(self, known: torch.Tensor, mask: torch.Tensor, generator: torch.Generator,
+                       iterations: int = 2):
+        """z from the prior's encoder applied to the known region, with the unknown region filled by
+        the decoder's mean and re-encoded, so that x0 already agrees with what is known."""
+        fill = mask * known
+        for _ in range(iterations):
+            mu_z, _ = self.prior_model.encode(fill)
+            mean, _ = self.prior_model.decode(mu_z)
+            fill = mask * known + (1 - mask) * mean
+        eps = torch.randn(known.shape, generator=generator, device=self.device)
+        return self.x0_from_z(mu_z, eps), mu_z, 0
 
     @torch.no_grad()
     def prior_mean(self, n: int, seed: int = 0) -> torch.Tensor:

@@ -177,7 +177,7 @@ def summarize(sweep_results: pl.DataFrame, straightness_values: dict[str, float]
                          "status": sp.status, "matched_nfe": sp.matched_nfe, "speedup": sp.speedup,
                          "speedup_text": sp.text()})
             metrics[f"speedup_{solver}_{label}"] = sp.text()
-            if sp.speedup is not None:
+            if sp.status == "reached":  # a lower bound (at the grid's floor) is never reported as a number
                 metrics[f"speedup_{solver}_{label}_value"] = round(sp.speedup, 4)
         ratios = {}
         for n, q in zip(ledi_nfe, ledi_q):
@@ -224,6 +224,7 @@ def _grid(ax, images: torch.Tensor, title: str = "") -> None:
     imgs = ((images.float().clamp(-1, 1) + 1) / 2).cpu()
     n, c, h, w = imgs.shape
     row = imgs.permute(2, 0, 3, 1).reshape(h, n * w, c)
+    row = row.numpy()
     ax.imshow(row.squeeze(-1) if c == 1 else row, cmap="gray" if c == 1 else None, vmin=0, vmax=1)
     ax.set_axis_off()
     if title:

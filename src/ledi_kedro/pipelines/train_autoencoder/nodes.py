@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 import polars as pl
+import torch
 
 
 from ledi_kedro.core.distributed import resolve_device
@@ -49,12 +50,23 @@ def train_autoencoder(train_images: dict[str, Any], autoencoder: dict, run: dict
     return TrainedModel("autoencoder", cfg, result.model, result.ema, {"scale": scale}), history_frame(result)
 
 
+def _subset(split: dict[str, Any], limit: int | None, seed: int) -> dict[str, Any]:
+    """A seeded random subset of ``limit`` rows (kept in their original order)."""
+    n = int(split["images"].shape[0])
+    if limit is None or limit >= n:
+        return split
+    keep = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:limit].sort().values
+    log.info("run.max_train_images=%d: training on a seeded subset of %d of %d images", limit, limit, n)
+    return {**split, "images": split["images"][keep], "labels": split["labels"][keep]}
+
+
 def cache_latents(autoencoder_model: TrainedModel, train_images: dict[str, Any], test_images: dict[str, Any],
                   run: dict) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """Encode every split once (the "VAE latent caching" step); pixel space passes the images through."""
     run_p = parse("run", run)
     device = resolve_device(run_p.device)
     module = load_autoencoder(autoencoder_model, device)
+    train_images = _subset(train_images, run_p.max_train_images, run_p.seed)
     if module is None:
         out = [dict(split, __metadata__={**split.get("__metadata__", {}), "space": "pixel"})
                for split in (train_images, test_images)]
