@@ -96,11 +96,14 @@ def make_archive(folder: Path, target: Path, wrap: str | None = None) -> Path:
 @pytest.fixture
 def tiny_fashion_mnist(tmp_path: Path) -> Path:
     """Four tiny IDX files in Fashion-MNIST's layout: 12 train and 5 test 28x28 images."""
+    return make_tiny_fashion_mnist(tmp_path / "fmnist")
+
+
+def make_tiny_fashion_mnist(root: Path) -> Path:
     from ledi_kedro.core.data.idx import write_idx
 
     rng = np.random.default_rng(0)
-    root = tmp_path / "fmnist"
-    root.mkdir()
+    root.mkdir(parents=True)
     for prefix, n in (("train", 12), ("t10k", 5)):
         write_idx(root / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
         write_idx(root / f"{prefix}-labels-idx1-ubyte.gz", (np.arange(n) % 10).astype(np.uint8))
@@ -110,11 +113,48 @@ def tiny_fashion_mnist(tmp_path: Path) -> Path:
 @pytest.fixture
 def project_copy(tmp_path: Path) -> Path:
     """A copy of the project's configuration in a temp dir, for CLI runs that write data/."""
-    dst = tmp_path / "project"
-    dst.mkdir()
+    return make_project_copy(tmp_path / "project")
+
+
+def make_project_copy(dst: Path) -> Path:
+    dst.mkdir(parents=True)
     shutil.copy(PROJECT_ROOT / "pyproject.toml", dst)
     shutil.copy(PROJECT_ROOT / ".telemetry", dst)
     shutil.copytree(PROJECT_ROOT / "conf", dst / "conf", ignore=shutil.ignore_patterns("local"))
     (dst / "conf" / "local").mkdir()
     (dst / "src").mkdir()  # the package itself comes from the editable install
     return dst
+
+
+@pytest.fixture(scope="session")
+def tiny_trained_project(tmp_path_factory) -> Path:
+    """A project copy whose whole default chain ran once on tiny settings (read-only for tests)."""
+    from tests.test_training_cli import kedro, tiny_cli_params
+
+    base = tmp_path_factory.mktemp("trained")
+    project = make_project_copy(base / "project")
+    fmnist = make_tiny_fashion_mnist(base / "fmnist")
+    (project / "conf/local/parameters_evaluate.yml").write_text(TINY_EVALUATE_YAML)
+    params = tiny_cli_params(fmnist, project / "data/06_models/checkpoints")
+    proc = kedro(project, f"--params={params}", timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return project
+
+
+TINY_EVALUATE_YAML = """
+evaluate:
+  n_samples: 8
+  n_reference: 5
+  batch_size: 4
+  nfe_grid: [1, 2, 4]
+  reference_nfe: 4
+  adaptive_rtols: [0.1]
+  straightness_samples: 2
+  straightness_steps: 2
+  grid_images: 2
+  interpolation_points: 3
+  inpaint_examples: 2
+  embedder:
+    domain_width: 8
+    train: {steps: 2, batch_size: 4, warmup_steps: 1, log_every: 1, checkpoint_every: 2}
+"""

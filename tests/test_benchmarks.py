@@ -25,3 +25,12 @@ def test_preprocess_benchmark_on_a_small_archive(image_tree, tmp_path):
                            "--resolution", "8"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "images/s" in proc.stdout and "7 rejected" in proc.stdout
+
+
+def test_quality_benchmark_smoke():
+    proc = subprocess.run([sys.executable, "benchmarks/quality_benchmark.py", "--smoke"], cwd=PROJECT_ROOT,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    assert out.startswith("device: CPU") and "== synthetic (smoke)" in out
+    assert out.count("speedup at NFE 4:") == 2 and "mean FD ratio" in out

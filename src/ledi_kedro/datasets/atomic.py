@@ -15,6 +15,7 @@ from kedro_datasets.json import JSONDataset
 from kedro_datasets.matplotlib import MatplotlibDataset
 from kedro_datasets.polars import EagerPolarsDataset
 from kedro_datasets.text import TextDataset
+from kedro_datasets.yaml import YAMLDataset
 
 from ledi_kedro.core.io import atomic_path
 
@@ -70,3 +71,7 @@ class AtomicMatplotlibDataset(_AtomicSaveMixin, MatplotlibDataset):
             super().save(data)
         finally:
             plt.close(data)
+
+
+class AtomicYAMLDataset(_AtomicSaveMixin, YAMLDataset):
+    """``yaml.YAMLDataset`` with atomic saves."""

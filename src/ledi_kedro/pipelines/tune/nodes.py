@@ -1,0 +1,213 @@
+"""Optuna study: short LeDiFlow trainings scored by quality at a fixed low NFE, with median pruning.
+
+Each trial copies the project's parameters, applies the suggested values (dotted keys such as
+``prior.beta_kl``), shrinks the budgets to ``tune.budget`` and trains prior -> latent sampler ->
+LeDiFlow flow model; the flow model is scored every ``report_every`` steps so that the median
+pruner can stop weak trials early. The study lives in SQLite, so an interrupted study resumes.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import optuna  # noqa: E402
+import polars as pl  # noqa: E402
+import torch  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from ledi_kedro.core.config import ConfigError, from_dict  # noqa: E402
+from ledi_kedro.core.distributed import resolve_device  # noqa: E402
+from ledi_kedro.core.evaluation import generate_and_embed  # noqa: E402
+from ledi_kedro.core.metrics import frechet_distance  # noqa: E402
+from ledi_kedro.core.registry import TrainedModel  # noqa: E402
+from ledi_kedro.core.system import make_sampler  # noqa: E402
+from ledi_kedro.params import validate_all  # noqa: E402
+from ledi_kedro.pipelines.evaluate.nodes import _embedder, train_quality_embedder  # noqa: E402
+from ledi_kedro.pipelines.train_fm.nodes import train_fm_model  # noqa: E402
+from ledi_kedro.pipelines.train_latent_flow.nodes import train_latent_flow_model  # noqa: E402
+from ledi_kedro.pipelines.train_prior.nodes import encode_prior_codes, train_prior_model  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Dimension:
+    type: Literal["float", "int", "categorical"]
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    choices: list[Any] | None = None
+
+    def __post_init__(self) -> None:
+        if self.type == "categorical" and not self.choices:
+            raise ValueError("a categorical dimension needs choices")
+        if self.type != "categorical" and (self.low is None or self.high is None or self.low >= self.high):
+            raise ValueError(f"a {self.type} dimension needs low < high, got {self.low}, {self.high}")
+
+
+@dataclass(frozen=True)
+class Objective:
+    nfe: int = 4
+    solver: str = "midpoint"
+    n_samples: int = 250
+    n_reference: int = 1000
+
+
+@dataclass(frozen=True)
+class Budget:
+    prior_steps: int = 200
+    latent_flow_steps: int = 200
+    fm_steps: int = 300
+    report_every: int = 100  # the flow model is scored (and may be pruned) every so many steps
+
+
+@dataclass(frozen=True)
+class TuneParams:
+    n_trials: int = 20
+    study_name: str = "ledi_tune"
+    storage: str = "data/06_models/tune/study.db"
+    seed: int = 0
+    objective: Objective = field(default_factory=Objective)
+    budget: Budget = field(default_factory=Budget)
+    pruner_startup_trials: int = 3
+    pruner_warmup_steps: int = 1
+    search_space: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.n_trials < 1:
+            raise ValueError(f"n_trials must be positive, got {self.n_trials}")
+        if not self.search_space:
+            raise ValueError("search_space is empty: declare at least one dimension")
+
+
+def set_dotted(params: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = params
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+    node[parts[-1]] = value
+
+
+def nest(flat: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in flat.items():
+        set_dotted(out, k, v)
+    return out
+
+
+def _suggest(trial: optuna.Trial, key: str, dim: Dimension) -> Any:
+    if dim.type == "categorical":
+        return trial.suggest_categorical(key, dim.choices)
+    if dim.type == "int":
+        return trial.suggest_int(key, int(dim.low), int(dim.high), log=dim.log)
+    return trial.suggest_float(key, float(dim.low), float(dim.high), log=dim.log)
+
+
+def _fail_stale_trials(study: optuna.Study) -> int:
+    """Trials left RUNNING by an interrupted process can never finish: mark them failed."""
+    stale = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.RUNNING]
+    for t in stale:
+        study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+    return len(stale)
+
+
+def run_study(train_model_input: dict, train_image_tensors: dict, test_image_tensors: dict,
+              parameters: dict[str, Any], tune: dict) -> tuple[dict, pl.DataFrame, Figure, Figure, Figure]:
+    """Run (or resume) the study; return the best parameters, the trials table and Optuna's plots."""
+    tp = from_dict(TuneParams, tune, "tune")
+    space = {k: from_dict(Dimension, v, f"tune.search_space.{k}") for k, v in tp.search_space.items()}
+    storage_path = Path(tp.storage)
+    storage_path.parent.mkdir(parents=True, exist_ok=True)
+    work = storage_path.parent / "trials"
+    base = {k: copy.deepcopy(parameters.get(k, {})) for k in ("run", "prior", "latent_flow", "fm", "evaluate",
+                                                              "autoencoder", "preprocess")}
+    run_p = dict(base["run"], checkpoint_root=str(work / "embedder"), on_config_change="restart")
+    device = resolve_device(run_p.get("device", "auto"))
+    embed_model, _ = train_quality_embedder(train_image_tensors, test_image_tensors, base["evaluate"], run_p)
+    embed = _embedder(embed_model, device)
+    ref = embed(test_image_tensors["images"][: tp.objective.n_reference].float() / 127.5 - 1)
+
+    def objective(trial: optuna.Trial) -> float:
+        params = copy.deepcopy(base)
+        for key, dim in space.items():
+            set_dotted(params, key, _suggest(trial, key, dim))
+        set_dotted(params, "prior.train.steps", tp.budget.prior_steps)
+        set_dotted(params, "latent_flow.train.steps", tp.budget.latent_flow_steps)
+        params["run"] = dict(params["run"], checkpoint_root=str(work / f"trial_{trial.number:04d}"),
+                             on_config_change="error")
+        validate_all(params)  # a bad combination fails this trial with a clear message
+        prior, _ = train_prior_model(train_model_input, params["prior"], params["run"])
+        codes = encode_prior_codes(prior, train_model_input, params["run"])
+        latent, _ = train_latent_flow_model(codes, params["latent_flow"], params["run"])
+        variant = {"prior": "learned", "name": "fm_ledi"}
+        value = math.inf
+        for step in range(tp.budget.report_every, tp.budget.fm_steps + 1, tp.budget.report_every):
+            set_dotted(params, "fm.train.steps", step)  # resumes from the trial's own checkpoint
+            fm, _ = train_fm_model(train_model_input, prior, codes, params["fm"], variant, params["run"])
+            sampler = make_sampler(fm, prior, latent, TrainedModel("identity", {}, None, None), device)
+            if train_model_input.get("__metadata__", {}).get("space") == "latent":
+                raise ConfigError("tune scores pixel-space runs only (run.space: pixel)")
+            gen = generate_and_embed(sampler, embed, tp.objective.n_samples, min(250, tp.objective.n_samples),
+                                     tp.objective.solver, nfe=tp.objective.nfe, seed=tp.seed)
+            value = frechet_distance(gen.features, ref)
+            trial.report(value, step)
+            log.info("trial %d step %d: FD %.4f at NFE %d", trial.number, step, value, tp.objective.nfe)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+        return value
+
+    study = optuna.create_study(
+        study_name=tp.study_name, storage=f"sqlite:///{storage_path}", load_if_exists=True, direction="minimize",
+        sampler=optuna.samplers.TPESampler(seed=tp.seed),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=tp.pruner_startup_trials,
+                                           n_warmup_steps=tp.pruner_warmup_steps))
+    stale = _fail_stale_trials(study)
+    finished = [t for t in study.trials if t.state in (optuna.trial.TrialState.COMPLETE,
+                                                       optuna.trial.TrialState.PRUNED)]
+    remaining = max(0, tp.n_trials - len(finished))
+    log.info("study %s in %s: %d finished trial(s), %d stale marked failed, %d to run", tp.study_name, storage_path,
+             len(finished), stale, remaining)
+    if remaining:
+        study.optimize(objective, n_trials=remaining, catch=(ConfigError,), gc_after_trial=True)
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if not complete:
+        raise RuntimeError(f"study {tp.study_name}: no trial completed (all pruned or failed); see the log")
+    best = study.best_trial
+    log.info("best trial %d: FD %.4f with %s", best.number, best.value, best.params)
+    trials = pl.DataFrame([{"number": t.number, "state": t.state.name, "value": t.value,
+                            **{f"param.{k}": str(v) for k, v in t.params.items()}} for t in study.trials],
+                          infer_schema_length=None)
+    return nest(best.params), trials, *_plots(study)
+
+
+def _plots(study: optuna.Study) -> tuple[Figure, Figure, Figure]:
+    from optuna.visualization import matplotlib as ovm
+
+    figs = []
+    for fn in (ovm.plot_optimization_history, ovm.plot_param_importances, ovm.plot_parallel_coordinate):
+        try:
+            ax = fn(study)
+            fig = (ax if not hasattr(ax, "__len__") else ax.flat[0]).figure
+        except (ValueError, RuntimeError) as exc:  # e.g. importances need >= 2 completed trials
+            fig, axis = plt.subplots(figsize=(5, 2))
+            axis.text(0.5, 0.5, f"{fn.__name__}: {exc}", ha="center", va="center", wrap=True, fontsize=8)
+            axis.set_axis_off()
+        fig.set_size_inches(7, 4.5)
+        fig.tight_layout()
+        figs.append(fig)
+    return figs[0], figs[1], figs[2]
+
+
+def best_params_for_kedro(best: dict) -> tuple[dict, dict]:
+    """The same best values as a parameters file (drop into conf/<env>/) and as a `kedro run
+    --config` file (``run: {params: ...}``)."""
+    return best, {"run": {"params": best}}

@@ -1,0 +1,43 @@
+"""The Optuna tune pipeline on tiny settings: trials run, pruning is wired, a killed study resumes."""
+
+import optuna
+import polars as pl
+import yaml
+
+from ledi_kedro.pipelines.tune.nodes import best_params_for_kedro, run_study
+from tests.test_evaluate_report import TINY_EVAL
+from tests.test_training_pipelines import image_split, tiny_params
+
+
+def tune_params(tmp_path, n_trials):
+    return {
+        "n_trials": n_trials, "study_name": "tiny", "storage": str(tmp_path / "tune" / "study.db"), "seed": 0,
+        "objective": {"nfe": 2, "solver": "euler", "n_samples": 8, "n_reference": 8},
+        "budget": {"prior_steps": 2, "latent_flow_steps": 2, "fm_steps": 4, "report_every": 2},
+        "pruner_startup_trials": 1, "pruner_warmup_steps": 0,
+        "search_space": {"prior.beta_kl": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True},
+                         "fm.model.size": {"type": "categorical", "choices": ["T"]},
+                         "latent_flow.depth": {"type": "int", "low": 1, "high": 2}},
+    }
+
+
+def run(tmp_path, n_trials):
+    params = tiny_params(tmp_path) | {"evaluate": TINY_EVAL}
+    train = image_split(32, 0)
+    return run_study(train, train, image_split(16, 1), params, tune_params(tmp_path, n_trials))
+
+
+def test_study_runs_resumes_and_writes_best_parameters(tmp_path):
+    best, trials, *figs = run(tmp_path, 2)
+    assert isinstance(trials, pl.DataFrame) and trials.height == 2
+    assert set(trials["state"]) <= {"COMPLETE", "PRUNED"} and "COMPLETE" in set(trials["state"])
+    assert set(best) == {"prior", "fm", "latent_flow"} and 1e-4 <= best["prior"]["beta_kl"] <= 1e-1
+    assert len(figs) == 3
+    # Simulate a process killed mid-trial: a trial left RUNNING in the database.
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path / 'tune' / 'study.db'}")
+    study.ask()
+    best2, trials2, *_ = run(tmp_path, 3)
+    states = trials2["state"].to_list()
+    assert states.count("FAIL") == 1 and len(states) == 4  # 2 kept, the stale one failed, 1 new
+    params_file, run_config = best_params_for_kedro(best2)
+    assert yaml.safe_load(yaml.safe_dump(params_file)) == best2 and run_config == {"run": {"params": best2}}
