@@ -114,7 +114,7 @@ def sweep_quality(ledi_model: TrainedModel, gaussian_model: TrainedModel, prior_
     spec = QualitySpec(sigma=reference_features["sigma"], scale=1000.0,
                        kid_subset=min(1000, ev.n_samples, ref.shape[0]), kid_subsets=20)
     cfg = SweepConfig(tuple(ev.nfe_grid), tuple(s for s in ev.solvers if s != "dopri5"),
-                      tuple(ev.adaptive_rtols) if "dopri5" in ev.solvers or ev.adaptive_rtols else (),
+                      tuple(ev.adaptive_rtols) if "dopri5" in ev.solvers else (),
                       ev.n_samples, ev.batch_size, ev.seed)
     result = sweep(samplers, embed, ref, spec, cfg, progress=log.info)
     rows = result.rows

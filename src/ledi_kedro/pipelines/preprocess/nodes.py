@@ -67,15 +67,16 @@ def ingest_images(params: dict[str, Any]) -> IngestResult:
         raise BadImagesError(
             f"{n_bad} bad image(s) in {p.source.path} and preprocess.on_bad_image is 'fail':\n{lines}"
         )
-    if n_bad:
-        counts = Counter(r.reason for r in result.rejected)
-        log.warning("Skipped %d bad image(s) (%s); see the preprocess report for the list",
-                    n_bad, ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
+    reasons = ", ".join(f"{k}: {v}" for k, v in sorted(Counter(r.reason for r in result.rejected).items()))
     if n_ok == 0:
+        examples = "; ".join(f"{r.source}: {r.detail}" for r in result.rejected[:3])
         raise NoUsableImagesError(
-            f"No usable image in {p.source.path} ({n_bad} file(s) rejected). Check "
-            "preprocess.source.path and preprocess.source.kind, and the report's reasons."
+            f"No usable image in {p.source.path} ({n_bad} file(s) rejected: {reasons or 'no files found'}"
+            f"{'; e.g. ' + examples if examples else ''}). Check preprocess.source.path, preprocess.source.kind "
+            "and preprocess.image.min_size."
         )
+    if n_bad:
+        log.warning("Skipped %d bad image(s) (%s); the preprocess report lists each", n_bad, reasons)
     return result
 
 
