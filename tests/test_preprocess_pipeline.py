@@ -14,7 +14,7 @@ from ledi_kedro.core.config import ConfigError
 from ledi_kedro.pipelines.preprocess import create_pipeline
 from ledi_kedro.pipelines.preprocess.nodes import BadImagesError, NoUsableImagesError
 
-OUTPUTS = ["image_manifest", "train_image_tensors", "test_image_tensors", "preprocess_report"]
+OUTPUTS = ["image_manifest", "train_image_tensors", "test_image_tensors", "preprocess_report", "preprocess_metrics"]
 
 
 class KeptDataset(MemoryDataset):
@@ -48,6 +48,9 @@ def test_image_folder_end_to_end(image_tree):
     assert set(manifest.columns) >= {"id", "source", "split", "label", "width", "height", "mode", "sha256"}
     assert {r["source"]: r["reason"] for r in report["rejected"]} == {k: v for k, v in expected.items() if v}
     assert report["n_rejected"] == len(report["rejected"]) == 7
+    metrics = out["preprocess_metrics"]
+    assert metrics["n_rejected_not_an_image"] == 2 and metrics["n_images"] == report["n_images"]
+    assert all(isinstance(v, (int, float)) for v in metrics.values())  # DVC reads only numbers
     train, test = out["train_image_tensors"], out["test_image_tensors"]
     assert train["images"].shape == (report["n_train"], 3, 8, 8) and train["images"].dtype == np.uint8
     assert test["images"].shape[0] == report["n_test"] == 4

@@ -122,8 +122,10 @@ def build_split_tensors(ingested: IngestResult, manifest: pl.DataFrame) -> tuple
     return out[0], out[1]
 
 
-def build_report(ingested: IngestResult, manifest: pl.DataFrame, params: dict[str, Any]) -> dict[str, Any]:
-    """Counts for DVC metrics, plus every rejected file with its reason."""
+def build_report(ingested: IngestResult, manifest: pl.DataFrame,
+                 params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The report (counts and every rejected file with its reason) and its flat numeric part,
+    which DVC reads as metrics."""
     p = parse_params(params)
     n_seen = len(ingested.records) + len(ingested.rejected)
     counts = manifest.group_by("split").len()
@@ -131,7 +133,8 @@ def build_report(ingested: IngestResult, manifest: pl.DataFrame, params: dict[st
     n_dup = int(manifest.height - manifest["sha256"].n_unique())
     if n_dup:
         log.warning("%d image(s) repeat the content of another image (same sha256)", n_dup)
-    return {
+    by_reason = dict(sorted(Counter(r.reason for r in ingested.rejected).items()))
+    counts = {
         "n_images": manifest.height,
         "n_train": int(per_split.get("train", 0)),
         "n_test": int(per_split.get("test", 0)),
@@ -140,7 +143,10 @@ def build_report(ingested: IngestResult, manifest: pl.DataFrame, params: dict[st
         "n_duplicate_content": n_dup,
         "ingest_seconds": round(ingested.seconds, 3),
         "images_per_second": round(n_seen / ingested.seconds, 1) if ingested.seconds > 0 else None,
-        "rejected_by_reason": dict(sorted(Counter(r.reason for r in ingested.rejected).items())),
+    }
+    report = counts | {
+        "rejected_by_reason": by_reason,
         "source": to_dict(p.source),
         "rejected": [{"source": r.source, "reason": r.reason, "detail": r.detail} for r in ingested.rejected],
     }
+    return report, counts | {f"n_rejected_{reason}": n for reason, n in by_reason.items()}

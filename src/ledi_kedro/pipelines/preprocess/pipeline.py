@@ -12,6 +12,6 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(build_split_tensors, ["ingested_images", "image_manifest"],
                  ["train_image_tensors", "test_image_tensors"], name="build_split_tensors"),
             Node(build_report, ["ingested_images", "image_manifest", "params:preprocess"],
-                 "preprocess_report", name="build_preprocess_report"),
+                 ["preprocess_report", "preprocess_metrics"], name="build_preprocess_report"),
         ]
     )

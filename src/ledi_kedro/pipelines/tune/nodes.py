@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -195,7 +196,9 @@ def _plots(study: optuna.Study) -> tuple[Figure, Figure, Figure]:
     figs = []
     for fn in (ovm.plot_optimization_history, ovm.plot_param_importances, ovm.plot_parallel_coordinate):
         try:
-            ax = fn(study)
+            with warnings.catch_warnings():  # Optuna marks its matplotlib backend as experimental
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                ax = fn(study)
             fig = (ax if not hasattr(ax, "__len__") else ax.flat[0]).figure
         except (ValueError, RuntimeError) as exc:  # e.g. importances need >= 2 completed trials
             fig, axis = plt.subplots(figsize=(5, 2))
