@@ -17,13 +17,13 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
-HOW_TO = f"""
+HOW_TO = """
 How to fix:
   * install the default data set (Debian/Ubuntu):  sudo apt-get install -y dataset-fashion-mnist
   * or point the project at the four Fashion-MNIST IDX files elsewhere, in conf/local/parameters_preprocess.yml:
-        preprocess: {{source: {{kind: fashion_mnist, path: /path/to/fashion-mnist}}}}
+        preprocess: {source: {kind: fashion_mnist, path: /path/to/fashion-mnist}}
   * or use your own images (a folder, or a .tar.gz of one):
-        preprocess: {{source: {{kind: image_folder, path: /path/to/images}}, image: {{channels: 3}}}}
+        preprocess: {source: {kind: image_folder, path: /path/to/images}, image: {channels: 3}}
 """
 
 

@@ -10,7 +10,6 @@ import pytest
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 
-from ledi_kedro.core.config import ConfigError
 from ledi_kedro.pipelines.preprocess import create_pipeline
 from ledi_kedro.pipelines.preprocess.nodes import BadImagesError, NoUsableImagesError
 
@@ -124,3 +123,24 @@ def test_cli_run_on_folder_with_corrupt_files(project_copy, image_tree):
     manifest = pl.read_parquet(project_copy / "data/02_intermediate/image_manifest.parquet")
     assert manifest.height == report["n_images"]
     assert not list(project_copy.glob("data/**/.*.tmp"))
+
+
+def test_ensure_data_explains_how_to_get_data(project_copy, tmp_path):
+    import shutil
+
+    from tests.conftest import PROJECT_ROOT
+
+    (project_copy / "scripts").mkdir()
+    shutil.copy(PROJECT_ROOT / "scripts" / "ensure_data.py", project_copy / "scripts")
+    local = project_copy / "conf/local/parameters_preprocess.yml"
+    for source, expected in (({"kind": "image_folder", "path": str(tmp_path / "gone")}, "gone"),
+                             ({"kind": "fashion_mnist", "path": str(tmp_path / "fm")}, "Fashion-MNIST files")):
+        import yaml
+
+        local.write_text(yaml.safe_dump({"preprocess": {"source": source}}))
+        proc = subprocess.run([sys.executable, "scripts/ensure_data.py"], cwd=project_copy, capture_output=True,
+                              text=True, timeout=60)
+        assert proc.returncode == 1
+        assert expected in proc.stderr and "apt-get install -y dataset-fashion-mnist" in proc.stderr
+    local.write_text(yaml.safe_dump({"preprocess": {"source": {"kind": "image_folder", "path": str(tmp_path)}}}))
+    assert subprocess.run([sys.executable, "scripts/ensure_data.py"], cwd=project_copy).returncode == 0

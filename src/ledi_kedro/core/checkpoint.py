@@ -28,8 +28,6 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .io import atomic_write_json
-
 STATE_FILE = "state.json"
 _STEP_DIR = re.compile(r"^step_(\d+)$")
 
