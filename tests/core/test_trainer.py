@@ -122,6 +122,33 @@ def test_changed_config_is_refused_with_the_difference(tmp_path):
         train(cfg=TrainConfig(**{**CFG.__dict__, "lr": 2e-2}), ckpt=tmp_path)
 
 
+def test_other_data_or_fewer_steps_make_checkpoints_stale(tmp_path):
+    from ledi_kedro.core.checkpoint import StaleCheckpointError
+
+    train(ckpt=tmp_path)
+    other = make_data()
+    other["y"] = other["y"] + 1.0
+    with pytest.raises(StaleCheckpointError, match="the training data differ"):
+        train(ckpt=tmp_path, data=other)
+    with pytest.raises(StaleCheckpointError, match="step 12, beyond steps=9"):
+        train(cfg=TrainConfig(**{**CFG.__dict__, "steps": 9}), ckpt=tmp_path)
+
+
+def test_restart_policy_retrains_from_scratch(tmp_path):
+    from ledi_kedro.params import RunParams
+    from ledi_kedro.pipelines.training import run_training
+
+    run = RunParams(checkpoint_root=str(tmp_path), on_config_change="restart")
+    first = run_training("net", Net, regression_loss, make_data(), CFG, run, {"kind": "net"})
+    shorter = TrainConfig(**{**CFG.__dict__, "steps": 6})
+    again = run_training("net", Net, regression_loss, make_data(), shorter, run, {"kind": "net"})
+    assert again.resumed_from is None and again.steps == 6 and len(again.loss_history) == 6
+    assert first.loss_history[:6] == again.loss_history  # same seed, same first 6 steps
+    with pytest.raises(Exception, match="beyond steps=3"):
+        run_training("net", Net, regression_loss, make_data(), TrainConfig(**{**CFG.__dict__, "steps": 3}),
+                     RunParams(checkpoint_root=str(tmp_path), on_config_change="error"), {"kind": "net"})
+
+
 def test_truncated_checkpoint_names_the_file(tmp_path):
     train(ckpt=tmp_path)
     latest = list_checkpoints(tmp_path)[-1]

@@ -36,6 +36,10 @@ class CheckpointError(RuntimeError):
     """A checkpoint is missing, truncated or does not fit the model; the message names the file."""
 
 
+class StaleCheckpointError(CheckpointError):
+    """Checkpoints exist but belong to other settings or data (or went past the requested steps)."""
+
+
 @dataclass
 class Checkpoint:
     path: Path

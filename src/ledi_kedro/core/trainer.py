@@ -33,7 +33,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from .checkpoint import (
-    CheckpointError, list_checkpoints, load_weights, optimizer_from_tensors, optimizer_to_tensors,
+    CheckpointError, StaleCheckpointError, list_checkpoints, load_weights, optimizer_from_tensors, optimizer_to_tensors,
     read_checkpoint, state_dict_tensors, step_dir, write_checkpoint,
 )
 from .distributed import DistInfo, barrier, dist_info, resolve_device
@@ -111,9 +111,22 @@ def _step_seed(seed: int, rank: int, step: int) -> int:
     return (seed * 1_000_003 + rank * 7_919 + step * 104_729 + 1) % (2**63 - 1)
 
 
-def _fingerprint(train: TrainConfig, model_config: dict[str, Any]) -> str:
+def data_fingerprint(data: dict[str, torch.Tensor], max_rows: int = 4096) -> str:
+    """Shapes, dtypes and the bytes of up to ``max_rows`` evenly spaced rows of every tensor:
+    cheap even for large data sets, and different whenever the data set is swapped."""
+    h = hashlib.sha256()
+    for key in sorted(data):
+        t = data[key]
+        h.update(f"{key}:{tuple(t.shape)}:{t.dtype}".encode())
+        rows = torch.linspace(0, t.shape[0] - 1, min(max_rows, t.shape[0])).long() if t.shape[0] else None
+        if rows is not None:
+            h.update(t[rows].detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _fingerprint(train: TrainConfig, model_config: dict[str, Any], data_hash: str) -> str:
     relevant = {k: v for k, v in asdict(train).items() if k not in _RESUMABLE_CHANGES}
-    blob = json.dumps({"train": relevant, "model": model_config}, sort_keys=True)
+    blob = json.dumps({"train": relevant, "model": model_config, "data": data_hash}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -178,7 +191,8 @@ class Trainer:
         self.model = model.to(self.device)
         self.model_config = model_config or {}
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
-        self.fingerprint = _fingerprint(config, self.model_config)
+        self.data_hash = data_fingerprint(data)
+        self.fingerprint = _fingerprint(config, self.model_config, self.data_hash)
         self.feed = _DataFeed(data, config.batch_size, config.seed, self.info, self.device, config.data_on_device)
         self.ema = copy.deepcopy(self.model).requires_grad_(False).eval()
         params = [p for p in self.model.parameters() if p.requires_grad]
@@ -196,7 +210,7 @@ class Trainer:
     def _checkpoint_state(self) -> tuple[dict[str, Any], dict[str, dict[str, torch.Tensor]]]:
         opt_tensors, opt_rest = optimizer_to_tensors(self.optimizer.state_dict())
         state = {
-            "name": self.name, "step": self.step, "fingerprint": self.fingerprint,
+            "name": self.name, "step": self.step, "fingerprint": self.fingerprint, "data_hash": self.data_hash,
             "train_config": asdict(self.cfg), "model_config": self.model_config,
             "optimizer": opt_rest, "data": self.feed.state(), "log_history": self.log_history,
             "world_size": self.info.world_size,
@@ -231,10 +245,16 @@ class Trainer:
             diffs = [f"{g}.{k}: {old[g].get(k)!r} -> {new[g].get(k)!r}" for g in new
                      for k in sorted(set(old[g]) | set(new[g]))
                      if old[g].get(k) != new[g].get(k) and k not in _RESUMABLE_CHANGES]
-            raise CheckpointError(
+            if ckpt.state.get("data_hash") != self.data_hash:
+                diffs.append("the training data differ")
+            raise StaleCheckpointError(
                 f"{ckpt.path}: checkpoint was trained with a different configuration "
                 f"({'; '.join(diffs) or 'fingerprint differs'}). Delete {self.checkpoint_dir} to start over, "
                 "or restore the old settings to resume.")
+        if ckpt.step > self.cfg.steps:
+            raise StaleCheckpointError(
+                f"{ckpt.path}: checkpoint is at step {ckpt.step}, beyond steps={self.cfg.steps}; a shorter run "
+                f"cannot be recovered from it. Delete {self.checkpoint_dir} to train {self.cfg.steps} steps afresh.")
         for group in ("model", "ema", "optimizer", "extra"):
             if group not in ckpt.tensors:
                 raise CheckpointError(f"{ckpt.path}: {group}.safetensors is missing")

@@ -17,7 +17,7 @@ import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from torch import nn  # noqa: E402
 
-from ledi_kedro.core.checkpoint import CheckpointError  # noqa: E402
+from ledi_kedro.core.checkpoint import StaleCheckpointError  # noqa: E402
 from ledi_kedro.core.distributed import barrier, dist_info  # noqa: E402
 from ledi_kedro.core.trainer import LossFn, TrainConfig, Trainer, TrainResult  # noqa: E402
 from ledi_kedro.params import RunParams  # noqa: E402
@@ -29,8 +29,8 @@ def run_training(name: str, make_model: Callable[[], nn.Module], loss_fn: LossFn
                  train: TrainConfig, run: RunParams, model_config: dict[str, Any]) -> TrainResult:
     """Train (or resume, or skip when finished) with checkpoints in ``run.checkpoint_root/name``.
 
-    When the settings changed since the checkpoints were written, ``run.on_config_change``
-    decides: ``restart`` deletes them and trains afresh, ``error`` stops with the difference.
+    When the settings or the data changed since the checkpoints were written (or they went past
+    ``steps``), ``run.on_config_change`` decides: ``restart`` deletes them and trains afresh, ``error`` stops with the difference.
     """
     ckpt_dir = Path(run.checkpoint_root) / name
 
@@ -41,8 +41,8 @@ def run_training(name: str, make_model: Callable[[], nn.Module], loss_fn: LossFn
 
     try:
         return fit()
-    except CheckpointError as exc:
-        if run.on_config_change != "restart" or "different configuration" not in str(exc):
+    except StaleCheckpointError as exc:
+        if run.on_config_change != "restart":
             raise
         log.warning("%s; run.on_config_change=restart: deleting %s and training from scratch", exc, ckpt_dir)
         if dist_info().is_main:
