@@ -54,16 +54,18 @@ def test_chain_then_kill_and_resume(trained_project):
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert first.is_dir(), "no checkpoint appeared before the deadline"
-    # ... resumes from its last checkpoint when run again (here with a smaller budget, to finish fast)
-    params = tiny_cli_params(fmnist, ckpt, fm_steps=12, every=6)
+    last = sorted(p.name for p in (ckpt / "fm_gaussian").glob("step_*"))[-1]
+    reached = int(last.removeprefix("step_"))
+    # ... resumes from its last checkpoint when run again (with a budget just 6 steps longer, to finish fast)
+    params = tiny_cli_params(fmnist, ckpt, fm_steps=reached + 6, every=6)
     again = kedro(project, "--pipelines=train_fm", f"--params={params}")
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     log = again.stdout + again.stderr
-    assert "fm_gaussian: resumed from" in log and "step_00000006" in log
+    assert f"fm_gaussian: resumed from {ckpt / 'fm_gaussian' / last} (step {reached})" in log
     # and a finished model is not retrained
     done = kedro(project, "--pipelines=train_fm", f"--params={params}")
     assert done.returncode == 0
-    assert "fm_gaussian: already trained to step 12" in done.stdout + done.stderr
+    assert f"fm_gaussian: already trained to step {reached + 6}" in done.stdout + done.stderr
 
 
 def test_invalid_parameter_stops_before_any_node(project_copy, tiny_fashion_mnist):
