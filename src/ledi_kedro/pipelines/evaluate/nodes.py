@@ -76,7 +76,8 @@ def train_quality_embedder(train_image_tensors: dict[str, Any], test_image_tenso
     return TrainedModel("autoencoder", cfg, result.model, result.ema, {}), {"embedder": "domain:autoencoder"}
 
 
-def _embedder(model: TrainedModel, device: torch.device):
+def build_embedder(model: TrainedModel, device: torch.device):
+    """The embedding function for a `quality_embedder` record (CLIP or a domain network)."""
     if model.kind == "clip":
         cfg = model.config
         return ClipEmbedder(cfg["model"], cfg["weights"], device, image_size=cfg.get("image_size"))
@@ -88,7 +89,7 @@ def embed_reference(quality_embedder: TrainedModel, train_image_tensors: dict[st
     """Reference features (held-out test images), train features for the real-vs-real row, and the
     MMD bandwidth: 10 for CLIP (CMMD), else the median heuristic fixed once on the reference."""
     ev, run_p = _params(evaluate), parse("run", run)
-    embed = _embedder(quality_embedder, resolve_device(run_p.device))
+    embed = build_embedder(quality_embedder, resolve_device(run_p.device))
     test = as_float(test_image_tensors["images"][: ev.n_reference])
     train = as_float(train_image_tensors["images"][: ev.n_samples])
     ref = embed(test)
@@ -109,7 +110,7 @@ def sweep_quality(ledi_model: TrainedModel, gaussian_model: TrainedModel, prior_
     ev, run_p = _params(evaluate), parse("run", run)
     device = resolve_device(run_p.device)
     samplers = _samplers(ledi_model, gaussian_model, prior_model, latent_flow_model, autoencoder_model, device)
-    embed = _embedder(quality_embedder, device)
+    embed = build_embedder(quality_embedder, device)
     ref = reference_features["reference"]
     spec = QualitySpec(sigma=reference_features["sigma"], scale=1000.0,
                        kid_subset=min(1000, ev.n_samples, ref.shape[0]), kid_subsets=20)

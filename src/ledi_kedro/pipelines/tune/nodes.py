@@ -31,7 +31,7 @@ from ledi_kedro.core.metrics import frechet_distance  # noqa: E402
 from ledi_kedro.core.registry import TrainedModel  # noqa: E402
 from ledi_kedro.core.system import make_sampler  # noqa: E402
 from ledi_kedro.params import validate_all  # noqa: E402
-from ledi_kedro.pipelines.evaluate.nodes import _embedder, train_quality_embedder  # noqa: E402
+from ledi_kedro.pipelines.evaluate.nodes import build_embedder, train_quality_embedder  # noqa: E402
 from ledi_kedro.pipelines.train_fm.nodes import train_fm_model  # noqa: E402
 from ledi_kedro.pipelines.train_latent_flow.nodes import train_latent_flow_model  # noqa: E402
 from ledi_kedro.pipelines.train_prior.nodes import encode_prior_codes, train_prior_model  # noqa: E402
@@ -133,7 +133,7 @@ def run_study(train_model_input: dict, train_image_tensors: dict, test_image_ten
     run_p = dict(base["run"], checkpoint_root=str(work / "embedder"), on_config_change="restart")
     device = resolve_device(run_p.get("device", "auto"))
     embed_model, _ = train_quality_embedder(train_image_tensors, test_image_tensors, base["evaluate"], run_p)
-    embed = _embedder(embed_model, device)
+    embed = build_embedder(embed_model, device)
     ref = embed(test_image_tensors["images"][: tp.objective.n_reference].float() / 127.5 - 1)
 
     def objective(trial: optuna.Trial) -> float:
