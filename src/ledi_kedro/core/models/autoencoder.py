@@ -30,7 +30,22 @@ class AutoencoderConfig:
         return asdict(self)
 
 
-class KLAutoencoder(nn.Module):
+class ScaledLatents:
+    """``encode_scaled`` / ``decode_scaled`` on top of ``encode`` / ``decode`` and a ``scale`` buffer."""
+
+    scale: torch.Tensor
+
+    @torch.no_grad()
+    def encode_scaled(self, x: torch.Tensor) -> torch.Tensor:
+        """Deterministic latents (the posterior mean) times ``scale``."""
+        return self.encode(x)[0] * self.scale  # type: ignore[attr-defined]
+
+    @torch.no_grad()
+    def decode_scaled(self, latent: torch.Tensor) -> torch.Tensor:
+        return self.decode(latent / self.scale)  # type: ignore[attr-defined]
+
+
+class KLAutoencoder(ScaledLatents, nn.Module):
     def __init__(self, config: AutoencoderConfig):
         super().__init__()
         self.config = cfg = config
@@ -52,12 +67,3 @@ class KLAutoencoder(nn.Module):
         eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
         latent = mean + torch.exp(0.5 * logvar) * eps
         return self.decode(latent), mean, logvar
-
-    @torch.no_grad()
-    def encode_scaled(self, x: torch.Tensor) -> torch.Tensor:
-        """Deterministic latents (the posterior mean) times ``scale``."""
-        return self.encode(x)[0] * self.scale
-
-    @torch.no_grad()
-    def decode_scaled(self, latent: torch.Tensor) -> torch.Tensor:
-        return self.decode(latent / self.scale)

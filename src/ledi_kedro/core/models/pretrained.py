@@ -13,12 +13,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .autoencoder import ScaledLatents
+
 
 class PretrainedAutoencoderError(RuntimeError):
     pass
 
 
-class DiffusersAutoencoder(nn.Module):
+class DiffusersAutoencoder(ScaledLatents, nn.Module):
     def __init__(self, path: str | Path, image_channels: int, scale: float | None = None):
         super().__init__()
         path = Path(path)
@@ -52,11 +54,3 @@ class DiffusersAutoencoder(nn.Module):
         if self.image_channels == 1 and out.shape[1] != 1:
             out = out.mean(dim=1, keepdim=True)
         return out
-
-    @torch.no_grad()
-    def encode_scaled(self, x: torch.Tensor) -> torch.Tensor:
-        return self.encode(x)[0] * self.scale
-
-    @torch.no_grad()
-    def decode_scaled(self, latent: torch.Tensor) -> torch.Tensor:
-        return self.decode(latent / self.scale)

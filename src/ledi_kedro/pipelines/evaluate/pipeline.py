@@ -1,6 +1,6 @@
-import warnings
-
 from kedro.pipeline import Node, Pipeline
+
+from ledi_kedro.pipelines.namespaces import reading_namespaced_outputs
 
 from .nodes import (
     embed_reference, measure_straightness, plot_applications, plot_quality_vs_nfe, plot_sample_grids, summarize,
@@ -11,9 +11,7 @@ TRAINED = ["ledi.fm_model", "gaussian.fm_model", "prior_model", "latent_flow_mod
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    # The train_fm outputs are read across its namespaces on purpose ("ledi.fm_model", ...).
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="One or more dataset names contain '.'")
+    with reading_namespaced_outputs():
         return _create_pipeline()
 
 

@@ -1,6 +1,6 @@
-import warnings
-
 from kedro.pipeline import Node, Pipeline
+
+from ledi_kedro.pipelines.namespaces import reading_namespaced_outputs
 
 from .nodes import build_report
 
@@ -24,9 +24,7 @@ def assemble_report(evaluation_metrics, sweep_results, speedup_table, straightne
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    # The train_fm outputs are read across its namespaces on purpose ("ledi.fm_model", ...).
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="One or more dataset names contain '.'")
+    with reading_namespaced_outputs():
         return _create_pipeline()
 
 
