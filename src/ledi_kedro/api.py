@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from .core.checkpoint import CheckpointError
+from .core.distributed import resolve_device
 from .core.registry import TrainedModel, load_trained
 from .core.sampling import FlowSampler
 from .core.system import make_sampler
@@ -38,12 +39,6 @@ def _load(path: Path, what: str, device: torch.device) -> TrainedModel:
         raise IncompatibleModelError(str(exc)) from exc
 
 
-def resolve_device(device: str | torch.device) -> torch.device:
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 def load_sampler(path: str | Path, *, prior: str | Path | None = None, latent_flow: str | Path | None = None,
                  autoencoder: str | Path | None = None, device: str | torch.device = "cpu",
                  precision: str = "fp32") -> FlowSampler:
@@ -55,7 +50,7 @@ def load_sampler(path: str | Path, *, prior: str | Path | None = None, latent_fl
     ``inpaint`` (see :mod:`ledi_kedro.core.sampling`).
     """
     path = Path(path)
-    dev = resolve_device(device)
+    dev = resolve_device(str(device))
     fm = _load(path, "trained flow model", dev)
     if fm.kind != "dit":
         raise IncompatibleModelError(f"{path} holds a {fm.kind!r} model, not a flow model (kind 'dit'); "

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import torch
 from kedro.io import AbstractDataset, DatasetError
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 
 from ledi_kedro.core.io import atomic_path
 
@@ -31,10 +31,8 @@ class TensorDictDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
         if not self._filepath.is_file():
             raise DatasetError(f"{self._filepath}: tensor file does not exist; run the pipeline that makes it")
         try:
-            tensors: dict[str, Any] = dict(load_file(str(self._filepath)))
-            from safetensors import safe_open
-
-            with safe_open(str(self._filepath), framework="pt") as fh:
+            with safe_open(str(self._filepath), framework="pt") as fh:  # one read: tensors and metadata
+                tensors: dict[str, Any] = {name: fh.get_tensor(name) for name in fh.keys()}
                 raw_meta = fh.metadata() or {}
         except (SafetensorError, OSError, ValueError) as exc:
             raise DatasetError(f"{self._filepath}: not a readable safetensors file ({exc})") from exc

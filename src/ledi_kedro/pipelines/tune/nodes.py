@@ -30,6 +30,7 @@ from ledi_kedro.core.evaluation import generate_and_embed  # noqa: E402
 from ledi_kedro.core.metrics import frechet_distance  # noqa: E402
 from ledi_kedro.core.registry import TrainedModel  # noqa: E402
 from ledi_kedro.core.system import make_sampler  # noqa: E402
+from ledi_kedro.core.tasks import as_float  # noqa: E402
 from ledi_kedro.params import validate_all  # noqa: E402
 from ledi_kedro.pipelines.evaluate.nodes import build_embedder, train_quality_embedder  # noqa: E402
 from ledi_kedro.pipelines.train_fm.nodes import train_fm_model  # noqa: E402
@@ -124,6 +125,8 @@ def run_study(train_model_input: dict, train_image_tensors: dict, test_image_ten
               parameters: dict[str, Any], tune: dict) -> tuple[dict, pl.DataFrame, Figure, Figure, Figure]:
     """Run (or resume) the study; return the best parameters, the trials table and Optuna's plots."""
     tp = from_dict(TuneParams, tune, "tune")
+    if train_model_input.get("__metadata__", {}).get("space") == "latent":
+        raise ConfigError("tune scores pixel-space runs only (run.space: pixel)")
     space = {k: from_dict(Dimension, v, f"tune.search_space.{k}") for k, v in tp.search_space.items()}
     storage_path = Path(tp.storage)
     storage_path.parent.mkdir(parents=True, exist_ok=True)
@@ -134,7 +137,7 @@ def run_study(train_model_input: dict, train_image_tensors: dict, test_image_ten
     device = resolve_device(run_p.get("device", "auto"))
     embed_model, _ = train_quality_embedder(train_image_tensors, test_image_tensors, base["evaluate"], run_p)
     embed = build_embedder(embed_model, device)
-    ref = embed(test_image_tensors["images"][: tp.objective.n_reference].float() / 127.5 - 1)
+    ref = embed(as_float(test_image_tensors["images"][: tp.objective.n_reference]))
 
     def objective(trial: optuna.Trial) -> float:
         params = copy.deepcopy(base)
@@ -154,8 +157,6 @@ def run_study(train_model_input: dict, train_image_tensors: dict, test_image_ten
             set_dotted(params, "fm.train.steps", step)  # resumes from the trial's own checkpoint
             fm, _ = train_fm_model(train_model_input, prior, codes, params["fm"], variant, params["run"])
             sampler = make_sampler(fm, prior, latent, TrainedModel("identity", {}, None, None), device)
-            if train_model_input.get("__metadata__", {}).get("space") == "latent":
-                raise ConfigError("tune scores pixel-space runs only (run.space: pixel)")
             gen = generate_and_embed(sampler, embed, tp.objective.n_samples, min(250, tp.objective.n_samples),
                                      tp.objective.solver, nfe=tp.objective.nfe, seed=tp.seed)
             value = frechet_distance(gen.features, ref)
