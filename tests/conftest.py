@@ -154,7 +154,8 @@ evaluate:
   grid_images: 2
   interpolation_points: 3
   inpaint_examples: 2
-  embedder:
-    domain_width: 8
-    train: {steps: 2, batch_size: 4, warmup_steps: 1, log_every: 1, checkpoint_every: 2}
+  bootstrap: {resamples: 10}
+embedder:
+  domain_width: 4
+  train: {steps: 2, batch_size: 4, warmup_steps: 1, log_every: 1, checkpoint_every: 2}
 """

@@ -8,14 +8,15 @@ import torch
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 
-from ledi_kedro.core.embedders import ClipEmbedder, ClipWeightsUnavailable
-from ledi_kedro.pipelines import evaluate, report
+from ledi_kedro.core.embedders import ClipEmbedder, ClipWeightsUnavailable, InceptionEmbedder, InceptionWeightsUnavailable
+from ledi_kedro.pipelines import evaluate, report, train_embedder
 from tests.test_preprocess_pipeline import KeptDataset
 from tests.test_training_pipelines import image_split, run_chain, tiny_params
 
+TINY_EMBEDDER = {"kind": "domain", "domain_width": 4, "domain_feature_dim": 16,
+                 "train": {"steps": 4, "batch_size": 8, "warmup_steps": 1, "log_every": 2, "checkpoint_every": 4}}
 TINY_EVAL = {
-    "embedder": {"kind": "domain", "domain_width": 8, "domain_feature_dim": 16,
-                 "train": {"steps": 4, "batch_size": 8, "warmup_steps": 1, "log_every": 2, "checkpoint_every": 4}},
+    "bootstrap": {"resamples": 20},
     "n_samples": 12, "n_reference": 16, "batch_size": 6, "nfe_grid": [1, 2, 4], "solvers": ["euler", "midpoint", "dopri5"],
     "adaptive_rtols": [0.1], "reference_nfe": 4, "straightness_samples": 4, "straightness_steps": 4,
     "grid_images": 3, "interpolation_points": 3, "inpaint_examples": 2,
@@ -26,7 +27,7 @@ TINY_EVAL = {
 def evaluated(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("eval")
     trained = run_chain(tmp)
-    params = tiny_params(tmp) | {"evaluate": TINY_EVAL, "report": {"title": "tiny", "hash_paths": [str(tmp / "h.bin"),
+    params = tiny_params(tmp) | {"evaluate": TINY_EVAL, "embedder": TINY_EMBEDDER, "report": {"title": "tiny", "hash_paths": [str(tmp / "h.bin"),
                                                                                                   str(tmp / "nope")]}}
     (tmp / "h.bin").write_bytes(b"abc")
     catalog = DataCatalog({"parameters": MemoryDataset(params)})
@@ -36,7 +37,7 @@ def evaluated(tmp_path_factory):
     catalog["test_image_tensors"] = MemoryDataset(image_split(16, 1), copy_mode="assign")
     for name, value in trained.items():
         catalog[name] = MemoryDataset(value, copy_mode="assign")
-    pipe = evaluate.create_pipeline() + report.create_pipeline()
+    pipe = train_embedder.create_pipeline() + evaluate.create_pipeline() + report.create_pipeline()
     for name in pipe.outputs() | {"sweep_results", "evaluation_metrics", "speedup_table", "straightness"}:
         catalog[name] = KeptDataset(copy_mode="assign")
     SequentialRunner().run(pipe, catalog)
@@ -58,22 +59,44 @@ def test_sweep_table(evaluated):
     assert (table.filter(pl.col("solver") != "none")["seconds_per_image"] > 0).all()
 
 
+def test_every_point_has_an_interval_around_its_value(evaluated):
+    table = evaluated.load("sweep_results")
+    assert table.height == 2 * (3 + 2 + 1) + 3  # the replicates are kept for the first sampling seed's rows only
+    assert (table["fd_low"] <= table["fd"]).all() and (table["fd"] <= table["fd_high"]).all()
+    assert (table["fd_high"] > table["fd_low"]).all()
+    assert table["fd_replicates"].list.len().unique().to_list() == [20]
+
+
 def test_metrics_and_speedups(evaluated):
     m = evaluated.load("evaluation_metrics")
     assert m["primary_metric"] == "fd" and m["n_samples"] == 12 and m["n_reference"] == 16
+    assert isinstance(m["evaluation_reliable"], bool) and isinstance(m["evaluation_warnings"], list)
+    # the tiny judge (4 steps) is far below min_judge_accuracy, so the run must say it is unreliable
+    assert not m["evaluation_reliable"] and any("accuracy" in w for w in m["evaluation_warnings"])
     for solver in ("euler", "midpoint"):
-        assert m[f"speedup_{solver}_at_reference_nfe"].endswith("x") or m[f"speedup_{solver}_at_reference_nfe"] == "not reached"
-        assert set(m[f"quality_ratio_{solver}"]) <= {"1", "2", "4"}
+        assert m[f"speedup_{solver}_at_reference_nfe"].startswith("unreliable evaluation")
+        assert f"speedup_{solver}_at_reference_nfe_value" not in m
+        assert set(m[f"better_{solver}"]) <= {"1", "2", "4"}
+        assert set(m[f"better_{solver}"].values()) <= {"ledi", "gaussian", "noise"}
+        for model in ("ledi", "gaussian"):
+            nfes = m[f"fd_{model}_{solver}"]
+            assert set(m[f"fd_{model}_{solver}_low"]) == set(nfes) == set(m[f"fd_{model}_{solver}_high"])
+            assert all(m[f"fd_{model}_{solver}_low"][n] <= v <= m[f"fd_{model}_{solver}_high"][n]
+                       for n, v in nfes.items())
+    assert m["sanity_real_train_fd_interval"][0] <= m["sanity_real_train_fd"] <= m["sanity_real_train_fd_interval"][1]
+    assert m["subset_coverage"]["reference"] == {"n": 16, "n_classes": 3}
     assert set(evaluated.load("straightness")) == {"ledi", "gaussian"}
     sp = evaluated.load("speedup_table")
     assert set(sp["reference"]) == {"at_reference_nfe", "vs_best_baseline"}
-    assert set(sp["status"]) <= {"reached", "at_floor", "never"}
+    assert set(sp["status"]) == {"unreliable"}
+    assert all(t == "not reached" or "ms/image" in t for t in sp["wallclock_text"])
 
 
 def test_report_is_self_contained(evaluated):
     md, html = evaluated.load("report_markdown"), evaluated.load("report_html")
     for text in (md, html):
         assert "tiny" in text and "Quality against NFE" in text and "Provenance" in text
+        assert "EVALUATION UNRELIABLE" in text and "test accuracy" in text
         assert "data:image/png;base64," in text
         assert "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad" in text  # sha256("abc")
         assert "missing" in text
@@ -92,3 +115,31 @@ def test_clip_without_weights_fails_fast():
     with pytest.raises(ClipWeightsUnavailable, match="not available offline.*clip_weights"):
         ClipEmbedder("ViT-L-14-336", "openai")
     assert time.perf_counter() - start < 10
+
+
+def test_inception_plumbing_with_random_weights():
+    emb = InceptionEmbedder("random")
+    feats = emb(torch.rand(2, 1, 16, 16) * 2 - 1)
+    assert feats.shape == (2, 2048) and torch.isfinite(feats).all()
+
+
+def test_inception_without_weights_fails_fast_with_instructions(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    start = time.perf_counter()
+    with pytest.raises(InceptionWeightsUnavailable, match="pt_inception-2015-12-05-6726825d.pth.*inception_weights"):
+        InceptionEmbedder("default")
+    with pytest.raises(InceptionWeightsUnavailable, match="nothing at the file /no/such.pth"):
+        InceptionEmbedder("/no/such.pth")
+    assert time.perf_counter() - start < 10
+
+
+def test_inception_weights_from_a_local_file(tmp_path):
+    import torchvision
+
+    path = tmp_path / "fid_inception.pth"
+    net = torchvision.models.inception_v3(weights=None, aux_logits=False, num_classes=1008, init_weights=True)
+    torch.save(net.state_dict(), path)
+    emb = InceptionEmbedder(str(path))
+    first = emb.model.blocks[0][0].conv.weight
+    torch.testing.assert_close(first, net.Conv2d_1a_3x3.conv.weight)
+    assert emb(torch.zeros(1, 3, 8, 8)).shape == (1, 2048)

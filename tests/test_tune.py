@@ -2,8 +2,11 @@
 
 import optuna
 import polars as pl
+import torch
 import yaml
 
+from ledi_kedro.core.models import ClassifierConfig, DomainClassifier
+from ledi_kedro.core.registry import TrainedModel
 from ledi_kedro.pipelines.tune.nodes import best_params_for_kedro, run_study
 from tests.test_evaluate_report import TINY_EVAL
 from tests.test_training_pipelines import image_split, tiny_params
@@ -21,10 +24,15 @@ def tune_params(tmp_path, n_trials):
     }
 
 
+def tiny_judge():
+    cfg = ClassifierConfig(in_channels=1, resolution=8, num_classes=3, width=2, feature_dim=8)
+    torch.manual_seed(0)
+    return TrainedModel("classifier", cfg, DomainClassifier(cfg), None)
+
+
 def run(tmp_path, n_trials):
     params = tiny_params(tmp_path) | {"evaluate": TINY_EVAL}
-    train = image_split(32, 0)
-    return run_study(train, train, image_split(16, 1), params, tune_params(tmp_path, n_trials))
+    return run_study(image_split(32, 0), image_split(16, 1), tiny_judge(), params, tune_params(tmp_path, n_trials))
 
 
 def test_study_runs_resumes_and_writes_best_parameters(tmp_path):

@@ -126,20 +126,54 @@ class FMVariant:
 
 
 @dataclass(frozen=True)
+class AugmentParams:
+    hflip: bool = True
+    crop_padding: int = 0  # random shifts of up to this many pixels (0: no crops)
+
+    def __post_init__(self) -> None:
+        if self.crop_padding < 0:
+            raise ValueError(f"crop_padding must be >= 0, got {self.crop_padding}")
+
+
+@dataclass(frozen=True)
 class EmbedderParams:
-    kind: Literal["domain", "clip"] = "domain"
+    """The quality judge (``embedder:`` in parameters_train_embedder.yml), trained once per data set."""
+
+    kind: Literal["domain", "clip", "inception"] = "domain"
     clip_model: str = "ViT-L-14-336"
     clip_weights: str = "openai"  # a local checkpoint file, a tag already in the hub cache, or "random"
     clip_image_size: int | None = None  # override the model's input size (tests use tiny random models)
-    domain_width: int = 32
+    inception_weights: str = "default"  # a local .pth file, "default" (torch hub cache) or "random"
+    domain_width: int = 16
     domain_feature_dim: int = 128
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=600, batch_size=128, lr=2e-3,
-                                                                   warmup_steps=50, ema_decay=0.99))
+    augment: AugmentParams = field(default_factory=AugmentParams)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(
+        steps=900, batch_size=128, lr=3e-3, warmup_steps=135, lr_schedule="cosine", weight_decay=5e-4,
+        ema_decay=0.0))
+
+
+@dataclass(frozen=True)
+class BootstrapParams:
+    resamples: int = 200  # paired half-sample replicates per quality point (core/uncertainty.py)
+    confidence: float = 0.95
+
+    def __post_init__(self) -> None:
+        if self.resamples < 2:
+            raise ValueError(f"resamples must be at least 2, got {self.resamples}")
+        if not 0.0 < self.confidence < 1.0:
+            raise ValueError(f"confidence must be in (0, 1), got {self.confidence}")
+
+
+@dataclass(frozen=True)
+class ReliabilityParams:
+    """When the evaluation itself cannot be trusted (then metrics.json says so instead of a speedup)."""
+
+    min_noise_to_floor: float = 10.0  # the N(0, I) row must score at least this many times the real-vs-real floor
+    min_judge_accuracy: float = 0.85  # a domain classifier below this test accuracy is too weak a judge
 
 
 @dataclass(frozen=True)
 class EvaluateParams:
-    embedder: EmbedderParams = field(default_factory=EmbedderParams)
     n_samples: int = 1000  # generated images per sweep point
     n_reference: int = 5000  # held-out (test) images for the reference statistics
     batch_size: int = 250
@@ -155,14 +189,17 @@ class EvaluateParams:
     interpolation_points: int = 8
     inpaint_examples: int = 4
     seed: int = 0
+    sampling_seeds: int = 1  # > 1: repeat the sweep with more sampling seeds and report their spread
+    bootstrap: BootstrapParams = field(default_factory=BootstrapParams)
+    reliability: ReliabilityParams = field(default_factory=ReliabilityParams)
 
     def __post_init__(self) -> None:
         for name in ("n_samples", "n_reference", "batch_size", "straightness_samples", "straightness_steps",
-                     "grid_images", "interpolation_points", "inpaint_examples"):
+                     "grid_images", "interpolation_points", "inpaint_examples", "sampling_seeds"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        if self.n_samples < 2 or self.n_reference < 2:
-            raise ValueError("n_samples and n_reference must be at least 2")
+        if self.n_samples < 4 or self.n_reference < 4:
+            raise ValueError("n_samples and n_reference must be at least 4 (error bars use half-samples)")
         bad = [s for s in self.solvers if s not in FIXED_SOLVERS and s != "dopri5"]
         if bad:
             raise ValueError(f"unknown solver(s) {bad}; choose from {', '.join(FIXED_SOLVERS)} or dopri5")
@@ -176,7 +213,7 @@ class EvaluateParams:
 
 SECTIONS: dict[str, type] = {
     "run": RunParams, "autoencoder": AutoencoderParams, "prior": PriorParams,
-    "latent_flow": LatentFlowParams, "fm": FMParams, "evaluate": EvaluateParams,
+    "latent_flow": LatentFlowParams, "fm": FMParams, "embedder": EmbedderParams, "evaluate": EvaluateParams,
 }
 
 

@@ -57,3 +57,9 @@ def resolve_device(spec: str = "auto", info: DistInfo | None = None) -> torch.de
     if spec == "auto":
         return torch.device(f"cuda:{info.local_rank}") if torch.cuda.is_available() else torch.device("cpu")
     return torch.device(spec)
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued GPU work (so wall-clock timings measure it); no-op on the CPU."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

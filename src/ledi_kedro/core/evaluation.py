@@ -12,6 +12,7 @@ from typing import Callable
 import torch
 
 from .metrics import frechet_distance, kid, mmd_rbf
+from .distributed import synchronize
 from .sampling import FlowSampler, LeDiFlowSampler
 from .solvers import FIXED_SOLVERS, stages
 
@@ -39,18 +40,14 @@ def quality(feats: torch.Tensor, reference: torch.Tensor, spec: QualitySpec) -> 
     }
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 @dataclass
 class Generated:
     features: torch.Tensor
     examples: torch.Tensor  # the first few images, for grids
     nfe: float  # mean image-flow NFE per batch (adaptive solvers vary)
     prior_nfe: float
-    seconds_per_image: float
+    seconds_per_image: float  # end to end: x0 (latent sampler, prior decoder), image ODE, decoder
+    x0_seconds_per_image: float = 0.0  # of which drawing x0 (LeDiFlow's overhead; ~0 for N(0, I))
 
 
 def generate_and_embed(sampler: FlowSampler, embed: Embed, n: int, batch: int, solver: str, *,
@@ -58,16 +55,17 @@ def generate_and_embed(sampler: FlowSampler, embed: Embed, n: int, batch: int, s
                        keep: int = 16) -> Generated:
     """Sample ``n`` images in batches (seeds ``seed``, ``seed + 1``, ...), time them end to end
     (latent sampler, prior, image ODE, decoder) and embed them."""
-    feats, examples, nfes, prior_nfes, seconds = [], [], [], [], 0.0
+    feats, examples, nfes, prior_nfes, seconds, x0_seconds = [], [], [], [], 0.0, 0.0
     kwargs = {"rtol": rtol, "atol": rtol} if solver == "dopri5" else {"nfe": nfe}
     done, b = 0, 0
     while done < n:
         size = min(batch, n - done)
-        _sync(sampler.device)
+        synchronize(sampler.device)
         start = time.perf_counter()
         res = sampler.sample(size, solver=solver, seed=seed + b, **kwargs)
-        _sync(sampler.device)
+        synchronize(sampler.device)
         seconds += time.perf_counter() - start
+        x0_seconds += res.x0_seconds
         images = res.images.float().clamp(-1, 1)
         feats.append(embed(images))
         if sum(e.shape[0] for e in examples) < keep:
@@ -77,7 +75,7 @@ def generate_and_embed(sampler: FlowSampler, embed: Embed, n: int, batch: int, s
         done += size
         b += 1
     return Generated(torch.cat(feats), torch.cat(examples)[:keep], sum(nfes) / len(nfes),
-                     sum(prior_nfes) / len(prior_nfes), seconds / n)
+                     sum(prior_nfes) / len(prior_nfes), seconds / n, x0_seconds / n)
 
 
 @dataclass
@@ -94,13 +92,15 @@ class SweepConfig:
 class SweepResult:
     rows: list[dict] = field(default_factory=list)
     examples: dict[tuple[str, str, float], torch.Tensor] = field(default_factory=dict)
+    features: list[torch.Tensor] = field(default_factory=list)  # one per row: the generated images' embeddings
 
 
 def sweep(samplers: dict[str, FlowSampler], embed: Embed, reference: torch.Tensor, spec: QualitySpec,
           cfg: SweepConfig, progress: Callable[[str], None] | None = None) -> SweepResult:
     """Every sampler x solver x NFE (fixed grid, skipping NFE a solver cannot spend exactly),
-    plus dopri5 at each tolerance. Rows: model, solver, nfe, nfe_requested, prior_nfe,
-    seconds_per_image, fd, kid, mmd, n_samples, n_reference."""
+    plus dopri5 at each tolerance. Rows: model, solver, nfe, nfe_requested, prior_nfe, seed,
+    seconds_per_image, x0_seconds_per_image, fd, kid, mmd, n_samples, n_reference; ``features[i]``
+    holds row i's embeddings (for error bars)."""
     out = SweepResult()
     for model, sampler in samplers.items():
         plans: list[tuple[str, int | None, float | None]] = []
@@ -114,13 +114,15 @@ def sweep(samplers: dict[str, FlowSampler], embed: Embed, reference: torch.Tenso
             gen = generate_and_embed(sampler, embed, cfg.n_samples, cfg.batch_size, solver, nfe=nfe, rtol=rtol,
                                      seed=cfg.seed)
             row = {"model": model, "solver": solver, "nfe_requested": nfe, "rtol": rtol, "nfe": gen.nfe,
-                   "prior_nfe": gen.prior_nfe, "seconds_per_image": gen.seconds_per_image}
+                   "prior_nfe": gen.prior_nfe, "seed": cfg.seed, "seconds_per_image": gen.seconds_per_image,
+                   "x0_seconds_per_image": gen.x0_seconds_per_image}
             row.update(quality(gen.features, reference, spec))
             out.rows.append(row)
-            out.examples[(model, solver, gen.nfe)] = gen.examples
+            out.features.append(gen.features)
+            out.examples.setdefault((model, solver, gen.nfe), gen.examples)
             if progress is not None:
-                progress(f"{model:>8} {solver:>8} NFE {gen.nfe:6.1f}: FD {row['fd']:.3f}  MMD {row['mmd']:.3f}  "
-                         f"{1e3 * gen.seconds_per_image:.2f} ms/image")
+                progress(f"{model:>8} {solver:>8} NFE {gen.nfe:6.1f} seed {cfg.seed}: FD {row['fd']:.3f}  "
+                         f"MMD {row['mmd']:.3f}  {1e3 * gen.seconds_per_image:.2f} ms/image")
     return out
 
 

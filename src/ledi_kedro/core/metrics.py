@@ -17,9 +17,14 @@ def _f64(x: torch.Tensor) -> torch.Tensor:
     return x.detach().to(torch.float64)
 
 
+def _sqrtm_psd_batched(m: torch.Tensor) -> torch.Tensor:
+    """Symmetric square roots of (..., d, d) positive semi-definite matrices (negative eigenvalues -> 0)."""
+    vals, vecs = torch.linalg.eigh((m + m.transpose(-1, -2)) / 2)
+    return (vecs * vals.clamp_min(0).sqrt().unsqueeze(-2)) @ vecs.transpose(-1, -2)
+
+
 def _sqrtm_psd(m: torch.Tensor) -> torch.Tensor:
-    vals, vecs = torch.linalg.eigh((m + m.T) / 2)
-    return (vecs * vals.clamp_min(0).sqrt()) @ vecs.T
+    return _sqrtm_psd_batched(m)
 
 
 def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -28,8 +28,9 @@ MODEL_KINDS: dict[str, tuple[type[nn.Module], type]] = {
     "autoencoder": (KLAutoencoder, AutoencoderConfig),
     "classifier": (DomainClassifier, ClassifierConfig),
 }
-# Kinds without weights of their own: pixel space (no autoencoder) and a pretrained diffusers VAE.
-WEIGHTLESS_KINDS = ("identity", "diffusers_autoencoder", "clip")
+# Kinds without weights of their own: pixel space (no autoencoder), a pretrained diffusers VAE, and
+# the CLIP and Inception embedders (their weights stay where the user keeps them).
+WEIGHTLESS_KINDS = ("identity", "diffusers_autoencoder", "clip", "inception")
 
 
 @dataclass

@@ -11,12 +11,14 @@ Baseline: x0 ~ N(0, I) -> image ODE.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
 from torch import nn
 
+from .distributed import synchronize
 from .solvers import integrate
 
 Decode = Callable[[torch.Tensor], torch.Tensor]
@@ -30,6 +32,7 @@ class SampleResult:
     prior_nfe: int = 0  # latent-sampler evaluations (LeDiFlow only)
     z: torch.Tensor | None = None
     trajectory: torch.Tensor | None = None
+    x0_seconds: float = 0.0  # wall-clock of drawing x0 (LeDiFlow: latent sampler + prior decoder)
 
 
 def _generator(seed: int, device: torch.device) -> torch.Generator:
@@ -91,10 +94,14 @@ class FlowSampler:
         if n < 1:
             raise ValueError(f"n must be positive, got {n}")
         g = _generator(seed, self.device)
+        synchronize(self.device)
+        start = time.perf_counter()
         x0, z, prior_nfe = self.prior(n, g)
+        synchronize(self.device)
+        x0_seconds = time.perf_counter() - start
         sol = self.flow_from(x0, steps=steps, nfe=nfe, solver=solver, return_trajectory=return_trajectory,
                              **solver_kwargs)
-        return SampleResult(self._finish(sol.x), x0, sol.nfe, prior_nfe, z, sol.trajectory)
+        return SampleResult(self._finish(sol.x), x0, sol.nfe, prior_nfe, z, sol.trajectory, x0_seconds)
 
     @torch.no_grad()
     def inpaint(self, known: torch.Tensor, mask: torch.Tensor, *, steps: int | None = None,

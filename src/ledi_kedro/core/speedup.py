@@ -61,3 +61,66 @@ def reference_from_curve(nfe: Sequence[float], quality: Sequence[float], referen
         if n == reference_nfe:
             return n, q
     raise ValueError(f"reference NFE {reference_nfe} is not on the baseline's curve {sorted(n for n, _ in pairs)}")
+
+
+@dataclass(frozen=True)
+class SpeedupEstimate:
+    """A speedup with its interval from paired replicates of both curves (see core.uncertainty)."""
+
+    point: Speedup
+    replicates: tuple[Speedup, ...]
+    confidence: float = 0.95
+
+    def _ordered(self) -> list[tuple[float, Status]]:
+        # "never" ranks below every number; "at_floor" counts at its (lower-bound) value.
+        return sorted(((s.speedup if s.speedup is not None else 0.0), s.status) for s in self.replicates)
+
+    def bounds(self) -> tuple[tuple[float, Status], tuple[float, Status]] | None:
+        """(value, status) at the lower and upper (1 -+ confidence) / 2 order statistics."""
+        ordered = self._ordered()
+        if not ordered:
+            return None
+        alpha = (1 - self.confidence) / 2
+        lo = ordered[max(0, math.floor(alpha * (len(ordered) - 1)))]
+        hi = ordered[min(len(ordered) - 1, math.ceil((1 - alpha) * (len(ordered) - 1)))]
+        return lo, hi
+
+    def share(self, status: Status) -> float:
+        return sum(s.status == status for s in self.replicates) / max(1, len(self.replicates))
+
+    def text(self) -> str:
+        """E.g. ``4.10x (95% CI 3.20-5.30)``, ``4.10x (95% CI 3.20 to >= 64.00)``, or for a point at the
+        grid's floor ``>= 64.00x (at the floor in 97% of resamples)``."""
+        base = self.point.text()
+        b = self.bounds()
+        if b is None:
+            return base
+        pct = f"{round(100 * self.confidence):d}%"
+        if self.point.status == "at_floor":
+            return f"{base} (at the grid's floor in {100 * self.share('at_floor'):.0f}% of resamples)"
+        if self.point.status == "never":
+            return f"{base} (reached in {100 * (1 - self.share('never')):.0f}% of resamples)"
+
+        def fmt(value: float, status: Status) -> str:
+            return "not reached" if status == "never" else (">= " if status == "at_floor" else "") + f"{value:.2f}"
+
+        (lo, lo_s), (hi, hi_s) = b
+        sep = "-" if lo_s == "reached" and hi_s == "reached" else " to "
+        return f"{base} ({pct} CI {fmt(lo, lo_s)}{sep}{fmt(hi, hi_s)})"
+
+
+def speedup_with_interval(ledi_nfe: Sequence[float], ledi_quality: Sequence[float],
+                          ledi_replicates: Sequence[Sequence[float]], base_nfe: Sequence[float],
+                          base_quality: Sequence[float], base_replicates: Sequence[Sequence[float]],
+                          reference_nfe: float | None, confidence: float = 0.95) -> SpeedupEstimate:
+    """The matched-quality speedup and its replicates: replicate ``b`` reads the reference off the
+    baseline's ``b``-th curve and matches it on LeDiFlow's ``b``-th curve (the curves are paired)."""
+    n_ref, q_ref = reference_from_curve(base_nfe, base_quality, reference_nfe)
+    point = matched_quality_speedup(ledi_nfe, ledi_quality, q_ref, n_ref)
+    reps = []
+    n_rep = len(ledi_replicates[0]) if len(ledi_replicates) else 0
+    for b in range(n_rep):
+        base_b = [r[b] for r in base_replicates]
+        n_ref_b, q_ref_b = reference_from_curve(base_nfe, base_b, reference_nfe)
+        reps.append(matched_quality_speedup(ledi_nfe, [r[b] for r in ledi_replicates], q_ref_b, n_ref_b))
+    return SpeedupEstimate(point, tuple(reps), confidence)

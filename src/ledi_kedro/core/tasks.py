@@ -15,6 +15,7 @@ from torch import nn
 from .flow import TimeSamplerName, fm_loss, sample_time
 from .losses import PriorLossName, kl_standard_normal, prior_reconstruction_loss
 from .models import KLAutoencoder, PriorModel
+from .subsets import seeded_indices
 
 
 def as_float(images: torch.Tensor) -> torch.Tensor:
@@ -86,6 +87,48 @@ def fm_gaussian_prior_loss(time_sampler: TimeSamplerName) -> Callable:
     return loss
 
 
+def augment_images(x: torch.Tensor, g: torch.Generator, hflip: bool = True, crop_padding: int = 0) -> torch.Tensor:
+    """Per-image random horizontal flips and random crops of the image padded by ``crop_padding``
+    (edge-replicated) pixels: shifts of up to +-crop_padding, the classic small-image augmentation."""
+    n, _, h, w = x.shape
+    if hflip:
+        flip = torch.rand(n, generator=g, device=x.device) < 0.5
+        x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+    if crop_padding > 0:
+        p = crop_padding
+        padded = torch.nn.functional.pad(x, (p, p, p, p), mode="replicate")
+        dy, dx = (torch.randint(0, 2 * p + 1, (2, n), generator=g, device=x.device))
+        rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None].expand(-1, x.shape[1], -1, w + 2 * p)
+        padded = padded.gather(2, rows)
+        cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :].expand(-1, x.shape[1], h, -1)
+        x = padded.gather(3, cols)
+    return x
+
+
+def classifier_loss(hflip: bool = True, crop_padding: int = 0) -> Callable:
+    """Cross-entropy of the domain classifier on augmented images; reports the batch accuracy."""
+
+    def loss(model: nn.Module, batch: dict[str, torch.Tensor], g: torch.Generator):
+        x = augment_images(batch["images"], g, hflip, crop_padding)
+        logits = model(x).float()
+        labels = batch["labels"].long()
+        return torch.nn.functional.cross_entropy(logits, labels), {"accuracy": (logits.argmax(1) == labels).float().mean()}
+
+    return loss
+
+
+@torch.no_grad()
+def classifier_accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                        device: torch.device | str = "cpu", batch_size: int = 512) -> float:
+    """Top-1 accuracy of ``model`` (eval mode) on uint8 or float images."""
+    model = model.eval().to(device)
+    correct = 0
+    for start in range(0, images.shape[0], batch_size):
+        logits = model(as_float(images[start: start + batch_size].to(device)))
+        correct += int((logits.argmax(1).cpu() == labels[start: start + batch_size].long()).sum())
+    return correct / max(int(images.shape[0]), 1)
+
+
 def _batches(x: torch.Tensor, size: int):
     for i in range(0, x.shape[0], size):
         yield x[i: i + size]
@@ -128,9 +171,11 @@ def prior_metrics(prior: PriorModel, images: torch.Tensor, kind: PriorLossName =
 
 @torch.no_grad()
 def fit_latent_scale(autoencoder: nn.Module, images: torch.Tensor, device: torch.device | str = "cpu",
-                     n: int = 2048) -> float:
-    """1 / std of the posterior means on up to ``n`` images, so cached latents have unit variance."""
-    means = [autoencoder.encode(as_float(c.to(device)))[0].float() for c in _batches(images[:n], 256)]
+                     n: int = 2048, seed: int = 0) -> float:
+    """1 / std of the posterior means on a seeded sample of up to ``n`` images, so cached latents have
+    unit variance."""
+    sample = images[seeded_indices(images.shape[0], n, seed)]
+    means = [autoencoder.encode(as_float(c.to(device)))[0].float() for c in _batches(sample, 256)]
     return 1.0 / float(torch.cat(means).std().clamp_min(1e-6))
 
 

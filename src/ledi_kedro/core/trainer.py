@@ -63,6 +63,8 @@ class TrainConfig:
     beta1: float = 0.9
     beta2: float = 0.999
     warmup_steps: int = 100
+    lr_schedule: Literal["constant", "cosine"] = "constant"  # after warm-up
+    min_lr_ratio: float = 0.0  # cosine decays to lr * min_lr_ratio at ``steps``
     grad_clip: float = 1.0  # max global grad norm; 0 disables clipping
     ema_decay: float = 0.999
     ema_warmup: bool = True  # decay_t = min(ema_decay, (1 + t) / (10 + t))
@@ -87,12 +89,20 @@ class TrainConfig:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.precision not in ("bf16", "fp32"):
             raise ValueError(f"precision must be 'bf16' or 'fp32', got {self.precision!r}")
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
 
     def lr_at(self, step: int) -> float:
-        """Linear warm-up to ``lr`` over ``warmup_steps``, then constant."""
+        """Linear warm-up to ``lr`` over ``warmup_steps``, then constant or a cosine decay to
+        ``lr * min_lr_ratio`` at ``steps``."""
         if self.warmup_steps and step < self.warmup_steps:
             return self.lr * (step + 1) / self.warmup_steps
-        return self.lr
+        if self.lr_schedule == "constant":
+            return self.lr
+        progress = min(1.0, (step - self.warmup_steps) / max(1, self.steps - self.warmup_steps))
+        return self.lr * (self.min_lr_ratio + (1 - self.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 @dataclass
@@ -124,8 +134,13 @@ def data_fingerprint(data: dict[str, torch.Tensor], max_rows: int = 4096) -> str
     return h.hexdigest()[:16]
 
 
+def _resumable(train: TrainConfig) -> frozenset[str]:
+    """Settings that may change on resumption; ``steps`` shapes a cosine schedule, so then it may not."""
+    return _RESUMABLE_CHANGES - {"steps"} if train.lr_schedule == "cosine" else _RESUMABLE_CHANGES
+
+
 def _fingerprint(train: TrainConfig, model_config: dict[str, Any], data_hash: str) -> str:
-    relevant = {k: v for k, v in asdict(train).items() if k not in _RESUMABLE_CHANGES}
+    relevant = {k: v for k, v in asdict(train).items() if k not in _resumable(train)}
     blob = json.dumps({"train": relevant, "model": model_config, "data": data_hash}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -244,7 +259,7 @@ class Trainer:
             new = {"train": asdict(self.cfg), "model": self.model_config}
             diffs = [f"{g}.{k}: {old[g].get(k)!r} -> {new[g].get(k)!r}" for g in new
                      for k in sorted(set(old[g]) | set(new[g]))
-                     if old[g].get(k) != new[g].get(k) and k not in _RESUMABLE_CHANGES]
+                     if old[g].get(k) != new[g].get(k) and k not in _resumable(self.cfg)]
             if ckpt.state.get("data_hash") != self.data_hash:
                 diffs.append("the training data differ")
             raise StaleCheckpointError(

@@ -1,9 +1,8 @@
-"""Thin nodes over core.evaluation, core.metrics and core.speedup."""
+"""Thin nodes over core.evaluation, core.uncertainty, core.comparison and core.metrics."""
 
 from __future__ import annotations
 
 import logging
-
 from typing import Any
 
 import matplotlib
@@ -14,87 +13,48 @@ import polars as pl  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from ledi_kedro.core.comparison import (  # noqa: E402
+    Curve, PointWithInterval, compare, paired_difference, reliability_warnings,
+)
 from ledi_kedro.core.distributed import resolve_device  # noqa: E402
-from ledi_kedro.core.embedders import ClipEmbedder, DomainEmbedder  # noqa: E402
+from ledi_kedro.core.embedders import build_embedder  # noqa: E402
 from ledi_kedro.core.evaluation import QualitySpec, SweepConfig, prior_only_features, quality, sweep  # noqa: E402
 from ledi_kedro.core.metrics import median_heuristic_sigma  # noqa: E402
-from ledi_kedro.core.models import AutoencoderConfig, ClassifierConfig, DomainClassifier, KLAutoencoder  # noqa: E402
 from ledi_kedro.core.registry import TrainedModel  # noqa: E402
 from ledi_kedro.core.sampling import straightness  # noqa: E402
-from ledi_kedro.core.speedup import matched_quality_speedup, reference_from_curve  # noqa: E402
+from ledi_kedro.core.subsets import class_coverage, seeded_rows  # noqa: E402
 from ledi_kedro.core.system import make_sampler  # noqa: E402
-from ledi_kedro.core.tasks import as_float, autoencoder_loss  # noqa: E402
-from ledi_kedro.params import EvaluateParams, parse, with_run  # noqa: E402
-from ledi_kedro.pipelines.training import run_training  # noqa: E402
+from ledi_kedro.core.tasks import as_float  # noqa: E402
+from ledi_kedro.core.uncertainty import Interval, QualityBootstrap  # noqa: E402
+from ledi_kedro.params import EvaluateParams, parse  # noqa: E402
 
 log = logging.getLogger(__name__)
 MODELS = ("ledi", "gaussian")
+FLOOR, PRIOR_ONLY, NOISE = "real_train", "prior_x0", "gaussian_noise"
+SANITY = (FLOOR, PRIOR_ONLY, NOISE)
 
 
 def _params(evaluate: dict) -> EvaluateParams:
     return parse("evaluate", evaluate)
 
 
-def _classifier_loss(model, batch, g):
-    logits = model(batch["images"])
-    loss = torch.nn.functional.cross_entropy(logits.float(), batch["labels"])
-    return loss, {"accuracy": (logits.argmax(1) == batch["labels"]).float().mean()}
-
-
-def train_quality_embedder(train_image_tensors: dict[str, Any], test_image_tensors: dict[str, Any], evaluate: dict,
-                           run: dict) -> tuple[TrainedModel, dict[str, Any]]:
-    """The embedding for quality metrics: CLIP (checked now, so a missing download fails fast), or a
-    `domain` classifier trained on the data set's labels (an autoencoder when there are none)."""
-    ev, run_p = _params(evaluate), parse("run", run)
-    emb = ev.embedder
-    device = resolve_device(run_p.device)
-    if emb.kind == "clip":
-        ClipEmbedder(emb.clip_model, emb.clip_weights, device, image_size=emb.clip_image_size)
-        cfg = {"model": emb.clip_model, "weights": emb.clip_weights, "image_size": emb.clip_image_size}
-        return TrainedModel("clip", cfg, None, None, {}), {"embedder": f"clip:{emb.clip_model}"}
-    images, labels = train_image_tensors["images"], train_image_tensors["labels"]
-    channels, res = int(images.shape[1]), int(images.shape[-1])
-    train = with_run(emb.train, run_p, offset=5)
-    n_classes = int(labels.max()) + 1 if labels.numel() and int(labels.min()) >= 0 else 0
-    if n_classes >= 2:
-        cfg = ClassifierConfig(in_channels=channels, resolution=res, num_classes=n_classes, width=emb.domain_width,
-                               feature_dim=emb.domain_feature_dim)
-        result = run_training("domain_classifier", lambda: DomainClassifier(cfg), _classifier_loss,
-                              {"images": images, "labels": labels.long()}, train, run_p, cfg.to_dict())
-        model = result.ema.eval()
-        with torch.no_grad():
-            test_x, test_y = test_image_tensors["images"], test_image_tensors["labels"].long()
-            correct = sum(int((model(as_float(test_x[i:i + 512]).to(device)).argmax(1).cpu() == test_y[i:i + 512]).sum())
-                          for i in range(0, len(test_x), 512))
-        acc = correct / max(len(test_x), 1)
-        log.info("domain classifier: test accuracy %.4f on %d images", acc, len(test_x))
-        return (TrainedModel("classifier", cfg, result.model, result.ema, {}),
-                {"embedder": "domain:classifier", "test_accuracy": acc, "n_test": len(test_x)})
-    cfg = AutoencoderConfig(in_channels=channels, latent_channels=4, base_channels=emb.domain_width, levels=2)
-    result = run_training("domain_autoencoder", lambda: KLAutoencoder(cfg), autoencoder_loss(1e-6),
-                          {"images": images}, train, run_p, cfg.to_dict())
-    return TrainedModel("autoencoder", cfg, result.model, result.ema, {}), {"embedder": "domain:autoencoder"}
-
-
-def build_embedder(model: TrainedModel, device: torch.device):
-    """The embedding function for a `quality_embedder` record (CLIP or a domain network)."""
-    if model.kind == "clip":
-        cfg = model.config
-        return ClipEmbedder(cfg["model"], cfg["weights"], device, image_size=cfg.get("image_size"))
-    return DomainEmbedder(model.inference, model.kind, device)
-
-
 def embed_reference(quality_embedder: TrainedModel, train_image_tensors: dict[str, Any],
                     test_image_tensors: dict[str, Any], evaluate: dict, run: dict) -> dict[str, Any]:
-    """Reference features (held-out test images), train features for the real-vs-real row, and the
-    MMD bandwidth: 10 for CLIP (CMMD), else the median heuristic fixed once on the reference."""
+    """Reference features (a seeded sample of ``n_reference`` held-out test images), the real-vs-real
+    set (a seeded sample of ``n_samples`` train images: the size of a generated point) and the MMD
+    bandwidth: 10 for CLIP (CMMD), else the median heuristic fixed once on the reference."""
     ev, run_p = _params(evaluate), parse("run", run)
     embed = build_embedder(quality_embedder, resolve_device(run_p.device))
-    test = as_float(test_image_tensors["images"][: ev.n_reference])
-    train = as_float(train_image_tensors["images"][: ev.n_samples])
-    ref = embed(test)
+    test = seeded_rows(test_image_tensors, ev.n_reference, ev.seed)
+    train = seeded_rows(train_image_tensors, ev.n_samples, ev.seed + 1)
+    coverage = {"reference": class_coverage(test["labels"]), "real_vs_real": class_coverage(train["labels"])}
+    log.info("reference set: %d held-out images from %d classes; real-vs-real set: %d train images from %d classes",
+             coverage["reference"]["n"], coverage["reference"]["n_classes"], coverage["real_vs_real"]["n"],
+             coverage["real_vs_real"]["n_classes"])
+    ref = embed(as_float(test["images"]))
     sigma = 10.0 if quality_embedder.kind == "clip" else median_heuristic_sigma(ref)
-    return {"reference": ref, "train": embed(train), "sigma": sigma, "embedder": embed.name}
+    return {"reference": ref, "train": embed(as_float(train["images"])), "sigma": sigma, "embedder": embed.name,
+            "coverage": coverage}
 
 
 def _samplers(ledi: TrainedModel, gaussian: TrainedModel, prior: TrainedModel, latent_flow: TrainedModel,
@@ -103,38 +63,83 @@ def _samplers(ledi: TrainedModel, gaussian: TrainedModel, prior: TrainedModel, l
             "gaussian": make_sampler(gaussian, None, None, autoencoder, device, precision="bf16")}
 
 
+def _quality_spec(ev: EvaluateParams, reference_features: dict[str, Any]) -> QualitySpec:
+    ref = reference_features["reference"]
+    return QualitySpec(sigma=reference_features["sigma"], scale=1000.0,
+                       kid_subset=min(1000, ev.n_samples, ref.shape[0]), kid_subsets=20)
+
+
 def sweep_quality(ledi_model: TrainedModel, gaussian_model: TrainedModel, prior_model: TrainedModel,
                   latent_flow_model: TrainedModel, autoencoder_model: TrainedModel, quality_embedder: TrainedModel,
-                  reference_features: dict[str, Any], evaluate: dict, run: dict) -> tuple[pl.DataFrame, dict]:
-    """Quality and wall-clock for both models x solvers x NFE, plus the sanity rows."""
+                  reference_features: dict[str, Any], evaluate: dict, run: dict) -> tuple[dict[str, Any], dict]:
+    """Quality and wall-clock for both models x solvers x NFE (for each sampling seed), plus the
+    sanity rows: real-vs-real (the floor), LeDiFlow's x0 alone, N(0, I). Keeps every point's
+    embeddings for the error bars."""
     ev, run_p = _params(evaluate), parse("run", run)
     device = resolve_device(run_p.device)
     samplers = _samplers(ledi_model, gaussian_model, prior_model, latent_flow_model, autoencoder_model, device)
     embed = build_embedder(quality_embedder, device)
     ref = reference_features["reference"]
-    spec = QualitySpec(sigma=reference_features["sigma"], scale=1000.0,
-                       kid_subset=min(1000, ev.n_samples, ref.shape[0]), kid_subsets=20)
-    cfg = SweepConfig(tuple(ev.nfe_grid), tuple(s for s in ev.solvers if s != "dopri5"),
-                      tuple(ev.adaptive_rtols) if "dopri5" in ev.solvers else (),
-                      ev.n_samples, ev.batch_size, ev.seed)
-    result = sweep(samplers, embed, ref, spec, cfg, progress=log.info)
-    rows = result.rows
+    spec = _quality_spec(ev, reference_features)
+    rows, features, examples = [], [], {}
+    for i in range(ev.sampling_seeds):
+        cfg = SweepConfig(tuple(ev.nfe_grid), tuple(s for s in ev.solvers if s != "dopri5"),
+                          tuple(ev.adaptive_rtols) if "dopri5" in ev.solvers else (),
+                          ev.n_samples, ev.batch_size, ev.seed + 1000 * i)
+        result = sweep(samplers, embed, ref, spec, cfg, progress=log.info)
+        rows += result.rows
+        features += result.features
+        for key, value in result.examples.items():
+            examples.setdefault(key, value)
     sanity = {
-        "real_train": reference_features["train"],
-        "prior_x0": prior_only_features(samplers["ledi"], embed, ev.n_samples, ev.batch_size, ev.seed),
-        "gaussian_noise": embed(_noise_images(samplers["gaussian"], ev.n_samples, ev.seed)),
+        FLOOR: reference_features["train"],
+        PRIOR_ONLY: prior_only_features(samplers["ledi"], embed, ev.n_samples, ev.batch_size, ev.seed),
+        NOISE: embed(_noise_images(samplers["gaussian"], ev.n_samples, ev.seed)),
     }
     for name, feats in sanity.items():
         row = {"model": name, "solver": "none", "nfe_requested": 0, "rtol": None, "nfe": 0.0, "prior_nfe": 0.0,
-               "seconds_per_image": None}
+               "seed": ev.seed, "seconds_per_image": None, "x0_seconds_per_image": None}
         row.update(quality(feats, ref, spec))
         rows.append(row)
+        features.append(feats)
         log.info("sanity %-15s FD %.3f  MMD %.3f", name, row["fd"], row["mmd"])
-    table = pl.DataFrame(rows, schema_overrides={"nfe_requested": pl.Int64, "rtol": pl.Float64,
-                                                 "seconds_per_image": pl.Float64}, infer_schema_length=None)
-    table = table.with_columns(pl.lit(reference_features["embedder"]).alias("embedder"),
-                               pl.lit(spec.sigma).alias("mmd_sigma"))
-    return table, result.examples
+    return {"rows": rows, "features": features}, examples
+
+
+def error_bars(sweep_points: dict[str, Any], reference_features: dict[str, Any], evaluate: dict) -> pl.DataFrame:
+    """The sweep table with paired half-sample intervals on the primary metric (``<metric>_low``,
+    ``<metric>_high``, ``<metric>_replicates``) for the first sampling seed's points, and the spread
+    over sampling seeds (``<metric>_seed_std`` / ``_seed_min`` / ``_seed_max``) when there are several."""
+    ev = _params(evaluate)
+    metric = ev.primary_metric
+    rows, feats = sweep_points["rows"], sweep_points["features"]
+    primary = [i for i, r in enumerate(rows) if r["seed"] == ev.seed]
+    boot = QualityBootstrap(metric, ev.bootstrap.resamples, ev.bootstrap.confidence, seed=ev.seed,
+                            sigma=reference_features["sigma"])
+    log.info("error bars: %d paired half-sample replicates of %s for %d points", ev.bootstrap.resamples, metric,
+             len(primary))
+    reps = boot.replicates(reference_features["reference"], [feats[i] for i in primary],
+                           [rows[i][metric] for i in primary])
+    key = ("model", "solver", "nfe_requested", "rtol")
+    by_setting: dict[tuple, list[float]] = {}
+    for r in rows:
+        by_setting.setdefault(tuple(r[k] for k in key), []).append(r[metric])
+    out = []
+    for i, rep in zip(primary, reps):
+        row = dict(rows[i])
+        interval = boot.interval(rep)
+        row[f"{metric}_low"], row[f"{metric}_high"] = interval.low, interval.high
+        row[f"{metric}_replicates"] = rep.tolist()
+        values = by_setting[tuple(row[k] for k in key)]
+        row[f"{metric}_seeds"] = len(values)
+        row[f"{metric}_seed_std"] = float(torch.tensor(values).std()) if len(values) > 1 else None
+        row[f"{metric}_seed_min"], row[f"{metric}_seed_max"] = min(values), max(values)
+        out.append(row)
+    table = pl.DataFrame(out, schema_overrides={"nfe_requested": pl.Int64, "rtol": pl.Float64,
+                                                "seconds_per_image": pl.Float64, "x0_seconds_per_image": pl.Float64,
+                                                f"{metric}_seed_std": pl.Float64}, infer_schema_length=None)
+    return table.with_columns(pl.lit(reference_features["embedder"]).alias("embedder"),
+                              pl.lit(reference_features["sigma"]).alias("mmd_sigma"))
 
 
 def _noise_images(sampler, n: int, seed: int) -> torch.Tensor:
@@ -155,50 +160,103 @@ def measure_straightness(ledi_model: TrainedModel, gaussian_model: TrainedModel,
             for name, s in samplers.items()}
 
 
+def _curve(table: pl.DataFrame, model: str, solver: str, metric: str) -> Curve:
+    c = table.filter((pl.col("model") == model) & (pl.col("solver") == solver)).sort("nfe")
+    return Curve(c["nfe"].to_list(), c[metric].to_list(), c[f"{metric}_replicates"].to_list(),
+                 c["seconds_per_image"].to_list(), c["x0_seconds_per_image"].to_list())
+
+
+def _point(table: pl.DataFrame, metric: str, name: str) -> PointWithInterval | None:
+    rows = table.filter(pl.col("model") == name)
+    if rows.height == 0:
+        return None
+    r = rows.row(0, named=True)
+    return PointWithInterval(name, r[metric], Interval(r[f"{metric}_low"], r[f"{metric}_high"]))
+
+
+def _r(v: float | None, digits: int = 5) -> float | None:
+    return None if v is None else round(float(v), digits)
+
+
 def summarize(sweep_results: pl.DataFrame, straightness_values: dict[str, float], embedder_metrics: dict[str, Any],
-              evaluate: dict) -> tuple[dict[str, Any], pl.DataFrame]:
-    """DVC metrics (metrics.json) and the per-solver speedup table."""
+              reference_features: dict[str, Any], evaluate: dict) -> tuple[dict[str, Any], pl.DataFrame]:
+    """DVC metrics (metrics.json) and the per-solver speedup table: every quality point with its
+    interval, matched-quality speedups in NFE and in seconds with intervals, which LeDiFlow-vs-baseline
+    differences are beyond the noise, and whether the evaluation can be trusted at all."""
     ev = _params(evaluate)
-    metric = ev.primary_metric
-    rows, metrics = [], {"primary_metric": metric, "embedder": embedder_metrics, "straightness": straightness_values}
-    fixed = sweep_results.filter(pl.col("solver").is_in([s for s in ev.solvers if s != "dopri5"]))
+    metric, conf = ev.primary_metric, ev.bootstrap.confidence
+    fixed_solvers = [s for s in ev.solvers if s != "dopri5"]
+    fixed = sweep_results.filter(pl.col("solver").is_in(fixed_solvers))
+    points = [PointWithInterval(f"{r['model']} {r['solver']} NFE {r['nfe']:g}", r[metric],
+                                Interval(r[f"{metric}_low"], r[f"{metric}_high"]))
+              for r in sweep_results.filter(pl.col("model").is_in(MODELS)).iter_rows(named=True)]
+    warnings = reliability_warnings(points, _point(sweep_results, metric, FLOOR), _point(sweep_results, metric, NOISE),
+                                    embedder_metrics.get("test_accuracy"),
+                                    min_noise_to_floor=ev.reliability.min_noise_to_floor,
+                                    min_judge_accuracy=ev.reliability.min_judge_accuracy, n_samples=ev.n_samples)
+    reliable = not warnings
+    for w in warnings:
+        log.warning("evaluation unreliable: %s", w)
+    metrics: dict[str, Any] = {
+        "primary_metric": metric, "evaluation_reliable": reliable, "evaluation_warnings": warnings,
+        "embedder": embedder_metrics, "straightness": straightness_values,
+        "confidence": conf, "interval_resamples": ev.bootstrap.resamples,
+        "n_samples": ev.n_samples, "n_reference": int(reference_features["reference"].shape[0]),
+        "sampling_seeds": ev.sampling_seeds, "subset_coverage": reference_features.get("coverage", {}),
+    }
+    rows = []
     for solver in fixed["solver"].unique(maintain_order=True).to_list():
-        curves = {}
-        for model in MODELS:
-            c = fixed.filter((pl.col("model") == model) & (pl.col("solver") == solver)).sort("nfe")
-            curves[model] = (c["nfe"].to_list(), c[metric].to_list())
-        base_nfe, base_q = curves["gaussian"]
-        ledi_nfe, ledi_q = curves["ledi"]
+        ledi, base = _curve(fixed, "ledi", solver, metric), _curve(fixed, "gaussian", solver, metric)
         for label, ref_nfe in (("at_reference_nfe", ev.reference_nfe), ("vs_best_baseline", None)):
-            if ref_nfe is not None and ref_nfe not in base_nfe:
+            if ref_nfe is not None and ref_nfe not in base.nfe:
                 continue
-            n_ref, q_ref = reference_from_curve(base_nfe, base_q, ref_nfe)
-            sp = matched_quality_speedup(ledi_nfe, ledi_q, q_ref, n_ref)
-            rows.append({"solver": solver, "reference": label, "reference_nfe": n_ref, "reference_quality": q_ref,
-                         "status": sp.status, "matched_nfe": sp.matched_nfe, "speedup": sp.speedup,
-                         "speedup_text": sp.text()})
-            metrics[f"speedup_{solver}_{label}"] = sp.text()
-            if sp.status == "reached":  # a lower bound (at the grid's floor) is never reported as a number
+            cmp = compare(ledi, base, ref_nfe, conf)
+            sp, wall = cmp.nfe.point, cmp.wallclock
+            text = cmp.nfe.text() if reliable else f"unreliable evaluation ({cmp.nfe.text()}): see evaluation_warnings"
+            rows.append({"solver": solver, "reference": label, "reference_nfe": sp.reference_nfe,
+                         "reference_quality": sp.reference_quality, "status": sp.status if reliable else "unreliable",
+                         "matched_nfe": sp.matched_nfe, "speedup": sp.speedup, "speedup_text": text,
+                         "wallclock_speedup": wall.speedup if wall else None,
+                         "wallclock_text": wall.text() if wall else "not reached",
+                         "ledi_ms_per_image": 1e3 * wall.ledi_seconds if wall else None,
+                         "ledi_x0_ms_per_image": 1e3 * wall.ledi_x0_seconds if wall else None,
+                         "baseline_ms_per_image": 1e3 * wall.baseline_seconds if wall else None})
+            metrics[f"speedup_{solver}_{label}"] = text
+            metrics[f"wallclock_speedup_{solver}_{label}"] = wall.text() if wall else "not reached"
+            if reliable and sp.status == "reached":  # a lower bound (grid floor) is never reported as a number
                 metrics[f"speedup_{solver}_{label}_value"] = round(sp.speedup, 4)
-        ratios = {}
-        for n, q in zip(ledi_nfe, ledi_q):
-            if n in base_nfe and q > 0:
-                ratios[str(int(n))] = round(base_q[base_nfe.index(n)] / q, 4)
-        metrics[f"quality_ratio_{solver}"] = ratios
-        for model in MODELS:
-            nfe, q = curves[model]
-            metrics[f"{metric}_{model}_{solver}"] = {str(int(n)): round(v, 5) for n, v in zip(nfe, q)}
-    sanity = sweep_results.filter(pl.col("solver") == "none")
-    for r in sanity.iter_rows(named=True):
-        metrics[f"sanity_{r['model']}_{metric}"] = round(r[metric], 5)
-    metrics["n_samples"] = int(fixed["n_samples"].max()) if fixed.height else 0
-    metrics["n_reference"] = int(sweep_results["n_reference"].max())
+                metrics[f"wallclock_speedup_{solver}_{label}_value"] = round(wall.speedup, 4)
+        better = {}
+        for n, q, reps in zip(ledi.nfe, ledi.quality, ledi.replicates):
+            if n in base.nfe:
+                j = base.nfe.index(n)
+                diff = paired_difference(reps, base.replicates[j], base.quality[j] - q, conf)
+                better[str(int(n))] = ("ledi" if diff.low > 0 else "gaussian" if diff.high < 0 else "noise")
+        metrics[f"better_{solver}"] = better  # which model is better at each NFE, beyond the noise
+        for model, c in (("ledi", ledi), ("gaussian", base)):
+            metrics[f"{metric}_{model}_{solver}"] = {str(int(n)): _r(q) for n, q in zip(c.nfe, c.quality)}
+            sub = fixed.filter((pl.col("model") == model) & (pl.col("solver") == solver)).sort("nfe")
+            metrics[f"{metric}_{model}_{solver}_low"] = dict(zip(map(str, map(int, sub["nfe"])), map(_r, sub[f"{metric}_low"])))
+            metrics[f"{metric}_{model}_{solver}_high"] = dict(zip(map(str, map(int, sub["nfe"])), map(_r, sub[f"{metric}_high"])))
+            metrics[f"ms_per_image_{model}_{solver}"] = {str(int(n)): _r(1e3 * t, 4) for n, t in zip(c.nfe, c.seconds)}
+        metrics[f"ledi_x0_overhead_ms_per_image_{solver}"] = _r(1e3 * sum(ledi.x0_seconds) / len(ledi.x0_seconds), 4)
+        if 4 in ledi.nfe:
+            i = ledi.nfe.index(4)
+            metrics[f"ledi_x0_overhead_fraction_at_nfe4_{solver}"] = _r(ledi.x0_seconds[i] / ledi.seconds[i], 4)
+    for r in sweep_results.filter(pl.col("solver") == "none").iter_rows(named=True):
+        metrics[f"sanity_{r['model']}_{metric}"] = _r(r[metric])
+        metrics[f"sanity_{r['model']}_{metric}_interval"] = [_r(r[f"{metric}_low"]), _r(r[f"{metric}_high"])]
+    if ev.sampling_seeds > 1:
+        metrics[f"{metric}_max_seed_std"] = _r(fixed[f"{metric}_seed_std"].max())
     schema = {"solver": pl.String, "reference": pl.String, "reference_nfe": pl.Float64, "reference_quality": pl.Float64,
-              "status": pl.String, "matched_nfe": pl.Float64, "speedup": pl.Float64, "speedup_text": pl.String}
+              "status": pl.String, "matched_nfe": pl.Float64, "speedup": pl.Float64, "speedup_text": pl.String,
+              "wallclock_speedup": pl.Float64, "wallclock_text": pl.String, "ledi_ms_per_image": pl.Float64,
+              "ledi_x0_ms_per_image": pl.Float64, "baseline_ms_per_image": pl.Float64}
     return metrics, pl.DataFrame(rows, schema=schema)
 
 
 def plot_quality_vs_nfe(sweep_results: pl.DataFrame, evaluate: dict) -> Figure:
+    """Quality against NFE per solver, with each point's interval, and the sanity rows as lines."""
     ev = _params(evaluate)
     metric = ev.primary_metric
     solvers = [s for s in sweep_results["solver"].unique(maintain_order=True).to_list() if s != "none"]
@@ -207,14 +265,18 @@ def plot_quality_vs_nfe(sweep_results: pl.DataFrame, evaluate: dict) -> Figure:
     for ax, solver in zip(axes[0], solvers):
         for model, style in (("ledi", "o-"), ("gaussian", "s--")):
             c = sweep_results.filter((pl.col("model") == model) & (pl.col("solver") == solver)).sort("nfe")
-            ax.plot(c["nfe"].to_list(), c[metric].to_list(), style, label="LeDiFlow" if model == "ledi" else "Gaussian")
+            q = c[metric].to_numpy()
+            err = [q - c[f"{metric}_low"].to_numpy(), c[f"{metric}_high"].to_numpy() - q]
+            ax.errorbar(c["nfe"].to_list(), q, yerr=err, fmt=style, capsize=3, ms=4,
+                        label="LeDiFlow" if model == "ledi" else "Gaussian")
         for r in sanity.iter_rows(named=True):
-            if r["model"] == "real_train":
-                ax.axhline(r[metric], color="grey", lw=0.8, ls=":", label="real (train vs test)")
+            if r["model"] == FLOOR:
+                ax.axhline(r[metric], color="grey", lw=0.8, ls=":", label="real vs real (floor)")
+                ax.axhspan(r[f"{metric}_low"], r[f"{metric}_high"], color="grey", alpha=0.15, lw=0)
         ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
+        ax.set_yscale("log", nonpositive="clip")
         ax.set_xlabel("NFE (image flow)")
-        ax.set_ylabel(f"{metric} ({sweep_results['embedder'][0]})")
+        ax.set_ylabel(f"{metric} ({sweep_results['embedder'][0]}), {round(100 * ev.bootstrap.confidence)}% intervals")
         ax.set_title(solver)
         ax.legend(fontsize=8)
     fig.tight_layout()
@@ -271,7 +333,7 @@ def plot_applications(ledi_model: TrainedModel, gaussian_model: TrainedModel, pr
           "Gaussian baseline: slerp of the noise")
     fig_i.tight_layout()
     m = ev.inpaint_examples
-    known = as_float(test_model_input["images"][:m]).to(device)
+    known = as_float(seeded_rows(test_model_input, m, ev.seed)["images"]).to(device)
     mask = torch.zeros_like(known[:1])
     mask[..., : known.shape[-1] // 2] = 1  # left half known
     fig_n, ax = plt.subplots(4, 1, figsize=(m * 0.8 + 1, 4.2), dpi=100)

@@ -3,8 +3,8 @@ from kedro.pipeline import Node, Pipeline
 from ledi_kedro.pipelines.namespaces import reading_namespaced_outputs
 
 from .nodes import (
-    embed_reference, measure_straightness, plot_applications, plot_quality_vs_nfe, plot_sample_grids, summarize,
-    sweep_quality, train_quality_embedder,
+    embed_reference, error_bars, measure_straightness, plot_applications, plot_quality_vs_nfe, plot_sample_grids,
+    summarize, sweep_quality,
 )
 
 TRAINED = ["ledi.fm_model", "gaussian.fm_model", "prior_model", "latent_flow_model", "autoencoder_model"]
@@ -17,15 +17,15 @@ def create_pipeline(**kwargs) -> Pipeline:
 
 def _create_pipeline() -> Pipeline:
     return Pipeline([
-        Node(train_quality_embedder, ["train_image_tensors", "test_image_tensors", "params:evaluate", "params:run"],
-             ["quality_embedder", "embedder_metrics"], name="train_quality_embedder"),
         Node(embed_reference, ["quality_embedder", "train_image_tensors", "test_image_tensors", "params:evaluate",
                                "params:run"], "reference_features", name="embed_reference"),
         Node(sweep_quality, [*TRAINED, "quality_embedder", "reference_features", "params:evaluate", "params:run"],
-             ["sweep_results", "sweep_examples"], name="sweep_quality"),
+             ["sweep_points", "sweep_examples"], name="sweep_quality"),
+        Node(error_bars, ["sweep_points", "reference_features", "params:evaluate"], "sweep_results",
+             name="error_bars"),
         Node(measure_straightness, [*TRAINED, "params:evaluate", "params:run"], "straightness",
              name="measure_straightness"),
-        Node(summarize, ["sweep_results", "straightness", "embedder_metrics", "params:evaluate"],
+        Node(summarize, ["sweep_results", "straightness", "embedder_metrics", "reference_features", "params:evaluate"],
              ["evaluation_metrics", "speedup_table"], name="summarize_evaluation"),
         Node(plot_quality_vs_nfe, ["sweep_results", "params:evaluate"], "quality_vs_nfe_plot",
              name="plot_quality_vs_nfe"),

@@ -81,16 +81,13 @@ def ingest_images(params: dict[str, Any]) -> IngestResult:
 
 
 def build_manifest(ingested: IngestResult, params: dict[str, Any]) -> pl.DataFrame:
-    """One row per accepted image: id, source, split, label, original size and mode, content hash."""
+    """One row per accepted image (in source order): id, source, split, its row in the split's tensor
+    (``split_index``, a seeded shuffle), label, original size and mode, content hash."""
     p = parse_params(params)
     records = ingested.records
     splits = assign_splits([r.split for r in records], p.test_fraction, p.split_seed)
     label_of = {name: i for i, name in enumerate(ingested.class_names)}
-    next_index = dict.fromkeys(SPLITS, 0)
-    split_index = []
-    for s in splits:
-        split_index.append(next_index[s])
-        next_index[s] += 1
+    split_index = shuffled_split_index(splits, p.split_seed)
     return pl.DataFrame(
         {
             "id": np.arange(len(records), dtype=np.int64),
@@ -108,11 +105,23 @@ def build_manifest(ingested: IngestResult, params: dict[str, Any]) -> pl.DataFra
     )
 
 
+def shuffled_split_index(splits: list[str], seed: int) -> np.ndarray:
+    """Each image's row in its split's tensor: a seeded random order per split, so that sources
+    sorted by class or file name never give class-sorted tensors (a prefix is then still a sample)."""
+    labels = np.asarray(splits, dtype=object)
+    out = np.zeros(len(splits), dtype=np.int64)
+    for i, split in enumerate(SPLITS):
+        members = np.flatnonzero(labels == split)
+        out[members] = np.random.default_rng([seed, i]).permutation(len(members))
+    return out
+
+
 def build_split_tensors(ingested: IngestResult, manifest: pl.DataFrame) -> tuple[dict, dict]:
-    """uint8 images (N, C, H, W) and int64 labels (-1: none) for the train and the test split."""
+    """uint8 images (N, C, H, W) and int64 labels (-1: none) for the train and the test split, each
+    in the manifest's ``split_index`` order (a seeded shuffle)."""
     out = []
     for split in SPLITS:
-        rows = manifest.filter(pl.col("split") == split)
+        rows = manifest.filter(pl.col("split") == split).sort("split_index")
         idx = rows["id"].to_numpy()
         out.append({
             "images": np.ascontiguousarray(ingested.images[idx]),

@@ -101,6 +101,16 @@ def _html(sections: list[Section], title: str) -> str:
     return "\n".join(out)
 
 
+def _judge_text(m: dict[str, Any]) -> str:
+    text = str(m.get("embedder", "?"))
+    if "test_accuracy" in m:
+        text += (f", test accuracy {m['test_accuracy']:.4f} on {m.get('n_test')} held-out images "
+                 f"({m.get('steps')} training steps, {m.get('train_seconds')} s)")
+    if "note" in m:
+        text += f". Note: {m['note']}"
+    return text + "."
+
+
 def build_report(evaluation_metrics: dict, sweep_results: pl.DataFrame, speedup_table: pl.DataFrame,
                  straightness: dict, embedder_metrics: dict, training_metrics: dict[str, dict],
                  figures: dict[str, Any], parameters: dict[str, Any], report: dict) -> tuple[str, str]:
@@ -108,30 +118,60 @@ def build_report(evaluation_metrics: dict, sweep_results: pl.DataFrame, speedup_
     whose SHA-256 goes into the provenance section."""
     title = report.get("title", "LeDiFlow run report")
     metric = evaluation_metrics.get("primary_metric", "fd")
+    conf = round(100 * evaluation_metrics.get("confidence", 0.95))
     sections: list[Section] = []
     head = Section("Summary")
+    if not evaluation_metrics.get("evaluation_reliable", True):
+        head.blocks.append(("text", "**EVALUATION UNRELIABLE: the speedups below are not results.** "
+                                    + " ".join(f"({i + 1}) {w}." for i, w in
+                                               enumerate(evaluation_metrics.get("evaluation_warnings", [])))))
+    coverage = evaluation_metrics.get("subset_coverage", {})
+    ref_cov, rvr_cov = coverage.get("reference", {}), coverage.get("real_vs_real", {})
     head.blocks.append(("text", f"Generated {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}. Space: "
                                 f"{parameters.get('run', {}).get('space')}. Quality: {metric} on "
                                 f"{sweep_results['embedder'][0] if sweep_results.height else '?'} embeddings "
                                 f"({evaluation_metrics.get('n_samples')} generated vs "
-                                f"{evaluation_metrics.get('n_reference')} held-out images; lower is better)."))
+                                f"{evaluation_metrics.get('n_reference')} held-out images; lower is better), "
+                                f"{conf}% intervals from {evaluation_metrics.get('interval_resamples')} paired "
+                                "half-sample replicates. Reference set: a seeded sample of "
+                                f"{ref_cov.get('n', '?')} held-out images from {ref_cov.get('n_classes', '?')} classes; "
+                                f"real-vs-real floor: {rvr_cov.get('n', '?')} train images from "
+                                f"{rvr_cov.get('n_classes', '?')} classes."))
+    head.blocks.append(("text", "Judge: " + _judge_text(embedder_metrics)))
     head.blocks.append(("table", _table(speedup_table, ["solver", "reference", "reference_nfe", "reference_quality",
-                                                        "matched_nfe", "speedup_text", "status"])))
+                                                        "matched_nfe", "speedup_text", "wallclock_text", "status"])))
     head.blocks.append(("text", "A speedup reported as '>= x' means LeDiFlow already matched the reference at the "
-                                "grid's smallest NFE: only a lower bound. 'not reached' means it never did."))
+                                "grid's smallest NFE: only a lower bound. 'not reached' means it never did. The "
+                                "wall-clock speedup compares seconds per image at matched quality, LeDiFlow's cost of "
+                                "drawing x0 (latent sampler and prior decoder) included and shown separately."))
+    better = [["solver"] + sorted({n for k, v in evaluation_metrics.items() if k.startswith("better_") for n in v},
+                                  key=int)]
+    for k, v in evaluation_metrics.items():
+        if k.startswith("better_"):
+            better.append([k.removeprefix("better_")] + [v.get(n, "") for n in better[0][1:]])
+    if len(better) > 1:
+        head.blocks.append(("text", "Better model at each NFE, beyond the noise (paired intervals of the difference; "
+                                    "'noise': the difference is within the error bars):"))
+        head.blocks.append(("table", better))
     sections.append(head)
     curves = Section("Quality against NFE")
     rows = sweep_results.filter(pl.col("solver") != "none").with_columns(
         (pl.col("seconds_per_image") * 1000).alias("ms_per_image"))
-    curves.blocks.append(("table", _table(rows, ["model", "solver", "nfe", "rtol", "prior_nfe", metric, "fd", "kid",
-                                                 "mmd", "ms_per_image", "n_samples"])))
+    rows = rows.with_columns((pl.col("x0_seconds_per_image") * 1000).alias("x0_ms_per_image"))
+    curves.blocks.append(("table", _table(rows, ["model", "solver", "nfe", "rtol", "prior_nfe", metric, f"{metric}_low",
+                                                 f"{metric}_high", f"{metric}_seed_std", "fd", "kid", "mmd",
+                                                 "ms_per_image", "x0_ms_per_image", "n_samples"])))
     for name in ("quality_vs_nfe", "sample_grid"):
         if name in figures:
             curves.blocks.append(("image", (name.replace("_", " "), _png(figures[name]))))
     sections.append(curves)
     sanity = Section("Sanity rows and straightness")
+    sanity.blocks.append(("text", "real_train: real train images against the held-out reference at the size of a "
+                                  "generated point, the best any model can score (the floor); prior_x0: LeDiFlow's "
+                                  "learned prior draws alone, no ODE; gaussian_noise: N(0, I), no model at all."))
     sanity.blocks.append(("table", _table(sweep_results.filter(pl.col("solver") == "none"),
-                                          ["model", "fd", "kid", "mmd", "n_samples", "n_reference"])))
+                                          ["model", metric, f"{metric}_low", f"{metric}_high", "fd", "kid", "mmd",
+                                           "n_samples", "n_reference"])))
     sanity.blocks.append(("table", [["model", "straightness (mean ||v - (x1 - x0)||^2)"]]
                           + [[k, _fmt(v)] for k, v in straightness.items()]))
     sanity.blocks.append(("text", f"Embedder: {json.dumps(embedder_metrics)}"))

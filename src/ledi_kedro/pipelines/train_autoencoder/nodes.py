@@ -12,6 +12,7 @@ import torch
 from ledi_kedro.core.distributed import resolve_device
 from ledi_kedro.core.models import AutoencoderConfig, KLAutoencoder
 from ledi_kedro.core.registry import TrainedModel, load_autoencoder
+from ledi_kedro.core.subsets import seeded_rows
 from ledi_kedro.core.tasks import autoencoder_loss, encode_latents, fit_latent_scale, reconstruction_psnr
 from ledi_kedro.params import parse, with_run
 from ledi_kedro.pipelines.training import empty_history, history_frame, plot_loss_history, run_training
@@ -36,7 +37,7 @@ def train_autoencoder(train_images: dict[str, Any], autoencoder: dict, run: dict
             raise ValueError(
                 f"autoencoder.pretrained_path {ae.pretrained_path}: {module.latent_channels} latent channels and "
                 f"downsampling {module.downsampling}; the project expects 4 and {ae.downsampling()} (SD-style VAEs)")
-        scale = fit_latent_scale(module, images, device)
+        scale = fit_latent_scale(module, images, device, seed=run_p.seed)
         config = {"path": str(ae.pretrained_path), "image_channels": channels, "scale": scale}
         return TrainedModel("diffusers_autoencoder", config, None, None, {"scale": scale}), empty_history()
     cfg = AutoencoderConfig(in_channels=channels, latent_channels=ae.latent_channels,
@@ -44,7 +45,7 @@ def train_autoencoder(train_images: dict[str, Any], autoencoder: dict, run: dict
     train = with_run(ae.train, run_p, offset=1)
     result = run_training("autoencoder", lambda: KLAutoencoder(cfg), autoencoder_loss(ae.kl_weight),
                           {"images": images}, train, run_p, cfg.to_dict())
-    scale = fit_latent_scale(result.ema, images, result.ema.scale.device)
+    scale = fit_latent_scale(result.ema, images, result.ema.scale.device, seed=run_p.seed)
     for module in (result.model, result.ema):
         module.scale.fill_(scale)
     return TrainedModel("autoencoder", cfg, result.model, result.ema, {"scale": scale}), history_frame(result)
@@ -55,9 +56,8 @@ def _subset(split: dict[str, Any], limit: int | None, seed: int) -> dict[str, An
     n = int(split["images"].shape[0])
     if limit is None or limit >= n:
         return split
-    keep = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:limit].sort().values
     log.info("run.max_train_images=%d: training on a seeded subset of %d of %d images", limit, limit, n)
-    return {**split, "images": split["images"][keep], "labels": split["labels"][keep]}
+    return seeded_rows(split, limit, seed)
 
 
 def cache_latents(autoencoder_model: TrainedModel, train_images: dict[str, Any], test_images: dict[str, Any],

@@ -11,6 +11,7 @@ from ledi_kedro.core.distributed import resolve_device
 from ledi_kedro.core.models import LatentFlow, LatentFlowConfig
 from ledi_kedro.core.registry import TrainedModel
 from ledi_kedro.core.solvers import integrate
+from ledi_kedro.core.subsets import seeded_rows
 from ledi_kedro.core.tasks import latent_flow_loss
 from ledi_kedro.params import parse, with_run
 from ledi_kedro.pipelines.training import final_loss, history_frame, plot_loss_history, run_training
@@ -35,11 +36,12 @@ def evaluate_latent_flow(latent_flow_model: TrainedModel, prior_codes: dict[str,
     run_p, p = parse("run", run), parse("latent_flow", latent_flow)
     device = resolve_device(run_p.device)
     model = latent_flow_model.inference.to(device)
-    n = min(4096, prior_codes["mu_z"].shape[0])
+    sample = seeded_rows({"mu_z": prior_codes["mu_z"], "logvar_z": prior_codes["logvar_z"]}, 4096, run_p.seed)
+    n = int(sample["mu_z"].shape[0])
     g = torch.Generator(device=device).manual_seed(run_p.seed)
     w = torch.randn((n, model.config.z_dim), generator=g, device=device)
     z = integrate(lambda x, t: model(x, t.expand(x.shape[0])), w, solver=p.sample_solver, steps=p.sample_steps).x.cpu()
-    codes = prior_codes["mu_z"][:n] + torch.exp(0.5 * prior_codes["logvar_z"][:n]) * torch.randn(
+    codes = sample["mu_z"] + torch.exp(0.5 * sample["logvar_z"]) * torch.randn(
         n, model.config.z_dim, generator=torch.Generator().manual_seed(run_p.seed))
     return {
         "final_train_loss": final_loss(history), "steps": history.height, "n_samples": n,

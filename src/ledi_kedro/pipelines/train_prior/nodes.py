@@ -8,9 +8,10 @@ import polars as pl
 
 from ledi_kedro.core.distributed import resolve_device
 from ledi_kedro.core.models import PriorConfig, PriorModel
-from ledi_kedro.core.registry import TrainedModel
 import torch
 
+from ledi_kedro.core.registry import TrainedModel
+from ledi_kedro.core.subsets import class_coverage, seeded_rows
 from ledi_kedro.core.tasks import encode_moments, prior_loss, prior_metrics
 from ledi_kedro.params import parse, with_run
 from ledi_kedro.pipelines.training import final_loss, history_frame, plot_loss_history, run_training
@@ -42,11 +43,14 @@ def encode_prior_codes(prior_model: TrainedModel, train_model_input: dict[str, A
 
 def evaluate_prior(prior_model: TrainedModel, test_model_input: dict[str, Any], history: pl.DataFrame,
                    prior: dict, run: dict) -> dict[str, Any]:
-    """Held-out VGL, KL per z dimension, MSE of the prior mean and mean predicted std (EMA weights)."""
+    """Held-out VGL, KL per z dimension, MSE of the prior mean and mean predicted std (EMA weights), on a
+    seeded sample of ``eval_images`` test images."""
     run_p, p = parse("run", run), parse("prior", prior)
-    metrics = prior_metrics(prior_model.inference, test_model_input["images"][: p.eval_images], p.loss, p.beta,
+    subset = seeded_rows(test_model_input, p.eval_images, run_p.seed)
+    metrics = prior_metrics(prior_model.inference, subset["images"], p.loss, p.beta,
                             resolve_device(run_p.device), seed=run_p.seed)
     return {f"test_{k}" if k != "n_images" else "n_test_images": v for k, v in metrics.items()} | {
+        "n_test_classes": class_coverage(subset["labels"])["n_classes"],
         "loss_kind": p.loss, "final_train_loss": final_loss(history), "steps": history.height}
 
 

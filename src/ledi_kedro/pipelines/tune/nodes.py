@@ -26,13 +26,14 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from ledi_kedro.core.config import ConfigError, from_dict  # noqa: E402
 from ledi_kedro.core.distributed import resolve_device  # noqa: E402
+from ledi_kedro.core.embedders import build_embedder  # noqa: E402
 from ledi_kedro.core.evaluation import generate_and_embed  # noqa: E402
 from ledi_kedro.core.metrics import frechet_distance  # noqa: E402
 from ledi_kedro.core.registry import TrainedModel  # noqa: E402
+from ledi_kedro.core.subsets import seeded_rows  # noqa: E402
 from ledi_kedro.core.system import make_sampler  # noqa: E402
 from ledi_kedro.core.tasks import as_float  # noqa: E402
 from ledi_kedro.params import validate_all  # noqa: E402
-from ledi_kedro.pipelines.evaluate.nodes import build_embedder, train_quality_embedder  # noqa: E402
 from ledi_kedro.pipelines.train_fm.nodes import train_fm_model  # noqa: E402
 from ledi_kedro.pipelines.train_latent_flow.nodes import train_latent_flow_model  # noqa: E402
 from ledi_kedro.pipelines.train_prior.nodes import encode_prior_codes, train_prior_model  # noqa: E402
@@ -121,9 +122,17 @@ def _fail_stale_trials(study: optuna.Study) -> int:
     return len(stale)
 
 
-def run_study(train_model_input: dict, train_image_tensors: dict, test_image_tensors: dict,
+def scoring_set(test_image_tensors: dict, tp: TuneParams) -> dict:
+    """The held-out images trials are scored against: a seeded sample, never a prefix."""
+    return seeded_rows(test_image_tensors, tp.objective.n_reference, tp.seed)
+
+
+def run_study(train_model_input: dict, test_image_tensors: dict, quality_embedder: TrainedModel,
               parameters: dict[str, Any], tune: dict) -> tuple[dict, pl.DataFrame, Figure, Figure, Figure]:
-    """Run (or resume) the study; return the best parameters, the trials table and Optuna's plots."""
+    """Run (or resume) the study; return the best parameters, the trials table and Optuna's plots.
+
+    Trials are scored with the project's judge (``quality_embedder``, trained once by ``train_embedder``)
+    against a seeded sample of ``objective.n_reference`` held-out images."""
     tp = from_dict(TuneParams, tune, "tune")
     if train_model_input.get("__metadata__", {}).get("space") == "latent":
         raise ConfigError("tune scores pixel-space runs only (run.space: pixel)")
@@ -133,11 +142,9 @@ def run_study(train_model_input: dict, train_image_tensors: dict, test_image_ten
     work = storage_path.parent / "trials"
     base = {k: copy.deepcopy(parameters.get(k, {})) for k in ("run", "prior", "latent_flow", "fm", "evaluate",
                                                               "autoencoder", "preprocess")}
-    run_p = dict(base["run"], checkpoint_root=str(work / "embedder"), on_config_change="restart")
-    device = resolve_device(run_p.get("device", "auto"))
-    embed_model, _ = train_quality_embedder(train_image_tensors, test_image_tensors, base["evaluate"], run_p)
-    embed = build_embedder(embed_model, device)
-    ref = embed(as_float(test_image_tensors["images"][: tp.objective.n_reference]))
+    device = resolve_device(base["run"].get("device", "auto"))
+    embed = build_embedder(quality_embedder, device)
+    ref = embed(as_float(scoring_set(test_image_tensors, tp)["images"]))
 
     def objective(trial: optuna.Trial) -> float:
         params = copy.deepcopy(base)

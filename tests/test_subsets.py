@@ -1,0 +1,85 @@
+"""Every set of N images the project takes is a seeded random sample: on a class-sorted folder, the
+reference set, the real-vs-real set, the prior's evaluation set and tune's scoring set cover the classes."""
+
+import numpy as np
+import pytest
+import torch
+
+from ledi_kedro.core.config import from_dict
+from ledi_kedro.core.models import ClassifierConfig, DomainClassifier, PriorConfig, PriorModel
+from ledi_kedro.core.registry import TrainedModel
+from ledi_kedro.core.subsets import class_coverage, seeded_indices, seeded_rows
+from ledi_kedro.pipelines.evaluate.nodes import embed_reference
+from ledi_kedro.pipelines.train_prior.nodes import evaluate_prior
+from ledi_kedro.pipelines.tune.nodes import TuneParams, scoring_set
+from tests.conftest import encode
+from tests.test_preprocess_pipeline import folder_params, run_preprocess
+
+N_CLASSES, PER_CLASS = 10, 40
+
+
+@pytest.fixture(scope="module")
+def class_sorted_split(tmp_path_factory):
+    """10 class folders x 40 images, names sorted by class (as CIFAR-10's archive is), through preprocess."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("sorted")
+    for c in range(N_CLASSES):
+        (root / f"class_{c}").mkdir()
+        for i in range(PER_CLASS):
+            img = Image.fromarray(np.full((8, 8), 20 * c + i % 5, np.uint8))
+            (root / f"class_{c}" / f"{i:03d}.png").write_bytes(encode(img, "PNG"))
+    out = run_preprocess(folder_params(root, test_fraction=0.5, split_seed=3, image={"resolution": 8, "channels": 1}))
+    return {split: {"images": torch.from_numpy(out[f"{split}_image_tensors"]["images"]),
+                    "labels": torch.from_numpy(out[f"{split}_image_tensors"]["labels"])}
+            for split in ("train", "test")}
+
+
+def test_preprocess_writes_each_split_in_a_seeded_random_order(class_sorted_split):
+    for split in ("train", "test"):
+        labels = class_sorted_split[split]["labels"]
+        assert class_coverage(labels[:20])["n_classes"] >= 8  # a prefix is no longer one class
+        assert not torch.equal(labels, labels.sort().values)
+
+
+def test_every_consumer_samples_across_all_classes(class_sorted_split):
+    # Undo preprocess's shuffle: consumers must not rely on it (defence in depth).
+    train, test = ({k: v[v.argsort(stable=True)] if k == "labels" else v[d["labels"].argsort(stable=True)]
+                    for k, v in d.items()} for d in (class_sorted_split["train"], class_sorted_split["test"]))
+    assert class_coverage(test["labels"][:20])["n_classes"] <= 2
+    n = 20
+    judge = TrainedModel("classifier", cfg := ClassifierConfig(1, 8, N_CLASSES, width=2, feature_dim=4),
+                         DomainClassifier(cfg), None)
+    ref = embed_reference(judge, train, test, {"n_samples": n, "n_reference": n, "seed": 0}, {"device": "cpu"})
+    assert ref["coverage"]["reference"]["n_classes"] >= 9 and ref["coverage"]["reference"]["n"] == n
+    assert ref["coverage"]["real_vs_real"]["n_classes"] >= 9
+    prior = TrainedModel("prior", pc := PriorConfig(1, 8, z_dim=2, base_channels=4, bottleneck=4), PriorModel(pc), None)
+    metrics = evaluate_prior(prior, test, _history(), {"eval_images": n}, {"device": "cpu", "seed": 0})
+    assert metrics["n_test_images"] == n and metrics["n_test_classes"] >= 9
+    tp = from_dict(TuneParams, {"search_space": {"x": {"type": "float", "low": 0, "high": 1}},
+                                "objective": {"n_reference": n}})
+    scoring = scoring_set(test, tp)
+    assert class_coverage(scoring["labels"])["n_classes"] >= 9
+
+
+def _history():
+    import polars as pl
+
+    return pl.DataFrame({"step": [1], "loss": [1.0]})
+
+
+def test_seeded_indices_are_reproducible_distinct_and_sorted():
+    a, b = seeded_indices(1000, 50, seed=7), seeded_indices(1000, 50, seed=7)
+    assert torch.equal(a, b) and a.unique().numel() == 50 and torch.equal(a, a.sort().values)
+    assert not torch.equal(a, seeded_indices(1000, 50, seed=8))
+    assert torch.equal(seeded_indices(10, None, 0), torch.arange(10))
+    assert torch.equal(seeded_indices(10, 25, 0), torch.arange(10))
+
+
+def test_seeded_rows_keeps_rows_aligned_and_metadata():
+    data = {"images": torch.arange(100).view(100, 1), "labels": np.arange(100), "__metadata__": {"a": 1}}
+    sub = seeded_rows(data, 10, seed=1)
+    assert sub["__metadata__"] == {"a": 1}
+    np.testing.assert_array_equal(sub["images"][:, 0].numpy(), sub["labels"])
+    with pytest.raises(ValueError, match="different numbers of rows"):
+        seeded_rows({"a": torch.zeros(3), "b": torch.zeros(4)}, 2, 0)
