@@ -12,7 +12,7 @@ from kedro.runner import SequentialRunner
 from ledi_kedro.core.config import ConfigError
 from ledi_kedro.core.registry import TrainedModel
 from ledi_kedro.params import validate_all
-from ledi_kedro.pipelines import train_autoencoder, train_fm, train_latent_flow, train_prior
+from ledi_kedro.pipelines import train_autoencoder, train_embedder, train_fm, train_latent_flow, train_prior
 from tests.test_preprocess_pipeline import KeptDataset
 
 TINY_TRAIN = {"steps": 6, "batch_size": 8, "lr": 1e-3, "warmup_steps": 2, "log_every": 3, "checkpoint_every": 3}
@@ -24,9 +24,12 @@ def tiny_params(tmp_path, space="pixel"):
         "autoencoder": {"latent_channels": 2, "base_channels": 8, "levels": 1, "train": dict(TINY_TRAIN)},
         "prior": {"z_dim": 4, "base_channels": 8, "bottleneck": 4, "eval_images": 8, "train": dict(TINY_TRAIN)},
         "latent_flow": {"hidden": 16, "depth": 1, "sample_steps": 2, "train": dict(TINY_TRAIN)},
-        "fm": {"model": {"size": "T", "patch_size": 2}, "train": dict(TINY_TRAIN)},
-        "ledi": {"variant": {"prior": "learned", "name": "fm_ledi"}},
-        "gaussian": {"variant": {"prior": "gaussian", "name": "fm_gaussian"}},
+        "fm": {"model": {"size": "T", "patch_size": 2}, "train": dict(TINY_TRAIN, eval_every=3),
+               "monitor": {"n_samples": 4, "n_reference": 8, "batch_size": 4}},
+        "ledi": {"variant": {"prior": "learned", "name": "fm_ledi", "monitor_nfe": 2}},
+        "gaussian": {"variant": {"prior": "gaussian", "name": "fm_gaussian", "monitor_nfe": 4}},
+        "embedder": {"domain_width": 2, "domain_feature_dim": 4,
+                     "train": {"steps": 2, "batch_size": 8, "warmup_steps": 1, "log_every": 1, "checkpoint_every": 2}},
         "preprocess": {"image": {"resolution": 8, "channels": 1}},
     })
 
@@ -47,7 +50,7 @@ def run_chain(tmp_path, space="pixel", extra=None):
         if isinstance(value, dict):
             for sub, v in value.items():
                 catalog[f"params:{key}.{sub}"] = MemoryDataset(v)
-    pipe = (train_autoencoder.create_pipeline() + train_prior.create_pipeline()
+    pipe = (train_embedder.create_pipeline() + train_autoencoder.create_pipeline() + train_prior.create_pipeline()
             + train_latent_flow.create_pipeline() + train_fm.create_pipeline())
     outputs = [d for d in pipe.outputs() | pipe.datasets() if not d.startswith("params:") and d not in catalog.keys()]
     for name in outputs:
@@ -69,6 +72,11 @@ def test_pixel_chain(tmp_path):
     assert {"test_loss", "test_kl_per_dim", "test_recon_mse_of_mean", "test_mean_predicted_std"} <= set(
         out["prior_metrics"])
     assert out["ledi.fm_metrics"]["steps"] == 6
+    for ns in ("ledi", "gaussian"):  # quality during training at steps 3 and 6, on the judge's features
+        quality = out[f"{ns}.fm_quality_history"]
+        assert quality["step"].to_list() == [3, 6] and (quality["quality"] > 0).all()
+        assert out[f"{ns}.fm_metrics"]["stop_reason"] == "step_cap" and out[f"{ns}.fm_metrics"]["evaluations"] == 2
+    assert out["training_quality_plot"] is not None
     # the two variants share init and batches but not the prior, so they end up different
     a, b = out["ledi.fm_model"].model.state_dict(), out["gaussian.fm_model"].model.state_dict()
     assert any(not torch.equal(a[k], b[k]) for k in a)

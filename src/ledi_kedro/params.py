@@ -106,11 +106,28 @@ class DiTSpec:
 
 
 @dataclass(frozen=True)
+class MonitorParams:
+    """Quality during training (when ``train.eval_every`` > 0): FD on the judge's features."""
+
+    n_samples: int = 200  # generated images per evaluation (fixed seeds)
+    n_reference: int = 1000  # held-out images (a seeded sample), embedded once
+    solver: str = "midpoint"
+    batch_size: int = 250
+
+    def __post_init__(self) -> None:
+        if self.n_samples < 2 or self.n_reference < 2 or self.batch_size < 1:
+            raise ValueError("monitor.n_samples and n_reference must be >= 2, batch_size >= 1")
+        if self.solver not in FIXED_SOLVERS:
+            raise ValueError(f"unknown monitor.solver {self.solver!r}; choose one of {', '.join(FIXED_SOLVERS)}")
+
+
+@dataclass(frozen=True)
 class FMParams:
     model: DiTSpec = field(default_factory=DiTSpec)
     train: TrainConfig = field(default_factory=TrainConfig)
     time_sampler: Literal["uniform", "logit_normal"] = "logit_normal"
     prior_noise_scale: float = 1.0  # s in x0 = mu(z) + s * exp(lv(z) / 2) * eps
+    monitor: MonitorParams = field(default_factory=MonitorParams)
 
     def __post_init__(self) -> None:
         if self.prior_noise_scale < 0:
@@ -119,10 +136,16 @@ class FMParams:
 
 @dataclass(frozen=True)
 class FMVariant:
-    """What differs between the two instances of ``train_fm``: the prior x0 comes from."""
+    """What differs between the two instances of ``train_fm``: where x0 comes from, and the NFE at
+    which quality is monitored during training (LeDiFlow's few steps, the baseline's reference NFE)."""
 
     prior: Literal["learned", "gaussian"] = "learned"
     name: str = "fm_ledi"
+    monitor_nfe: int = 4
+
+    def __post_init__(self) -> None:
+        if self.monitor_nfe < 1:
+            raise ValueError(f"monitor_nfe must be positive, got {self.monitor_nfe}")
 
 
 @dataclass(frozen=True)

@@ -25,8 +25,18 @@ class Net(nn.Module):
         return self.body(x)
 
 
+class Killed(Exception):
+    pass
+
+
+KILL = {"at_call": None, "calls": 0}  # simulates a process killed in the middle of training
+
+
 def noisy_loss(model, batch, g):
     """Uses the step generator, so resume must reproduce its draws."""
+    KILL["calls"] += 1
+    if KILL["at_call"] is not None and KILL["calls"] >= KILL["at_call"]:
+        raise Killed()
     noise = torch.randn(batch["x"].shape, generator=g)
     return (model(batch["x"] + 0.1 * noise) - batch["y"]).pow(2).mean()
 
@@ -56,20 +66,12 @@ def train(cfg=CFG, ckpt=None, loss=noisy_loss, data=None, seed_model=0):
 
 def test_resume_is_bit_identical(tmp_path):
     straight = train(ckpt=tmp_path / "a")
-
-    class Killed(Exception):
-        pass
-
-    calls = {"n": 0}
-
-    def dies_after_first_checkpoint(model, batch, g):
-        calls["n"] += 1
-        if calls["n"] == 9:  # step 9: after the checkpoint at step 6
-            raise Killed()
-        return noisy_loss(model, batch, g)
-
-    with pytest.raises(Killed):
-        train(ckpt=tmp_path / "b", loss=dies_after_first_checkpoint)
+    KILL.update(at_call=9, calls=0)  # step 9: after the checkpoint at step 6
+    try:
+        with pytest.raises(Killed):
+            train(ckpt=tmp_path / "b")
+    finally:
+        KILL.update(at_call=None)
     assert [p.name for p in list_checkpoints(tmp_path / "b")] == ["step_00000006"]
     resumed = train(ckpt=tmp_path / "b")
     assert resumed.resumed_from == 6 and resumed.steps == 12
@@ -262,3 +264,155 @@ def test_ddp_two_processes_match_one_process(tmp_path):
     for k, v in single.model.state_dict().items():
         torch.testing.assert_close(r0[k], v, rtol=1e-4, atol=1e-5)
     assert [p.name for p in list_checkpoints(tmp_path / "ckpt")] == ["step_00000005", "step_00000010"]
+
+
+# ---------------------------------------------------------------- code-aware checkpoints
+
+LOSS_MODULE = '''
+import torch
+
+
+def scaled(x):
+    return {scale} * x
+
+
+def make_loss():
+    def loss(model, batch, g):
+        return (model(batch["x"]) - scaled(batch["y"])).pow(2).mean()
+    return loss
+'''
+
+
+def _load_loss_module(path, scale):
+    import importlib
+    import sys
+
+    path.write_text(LOSS_MODULE.format(scale=scale))
+    sys.path.insert(0, str(path.parent))
+    try:
+        sys.modules.pop(path.stem, None)
+        module = importlib.import_module(path.stem)
+    finally:
+        sys.path.remove(str(path.parent))
+    return module
+
+
+def test_a_finished_model_is_retrained_after_its_loss_code_changes(tmp_path):
+    from ledi_kedro.core.checkpoint import StaleCheckpointError
+    from ledi_kedro.params import RunParams
+    from ledi_kedro.pipelines.training import run_training
+
+    src = tmp_path / "src" / "user_losses_v.py"
+    src.parent.mkdir()
+    module = _load_loss_module(src, "1.0")
+    restart = RunParams(checkpoint_root=str(tmp_path / "ckpt"), on_config_change="restart")
+    first = run_training("net", Net, module.make_loss(), make_data(), CFG, restart, {"kind": "net"})
+    again = run_training("net", Net, module.make_loss(), make_data(), CFG, restart, {"kind": "net"})
+    assert again.resumed_from == 12  # unchanged code: the finished model is reused
+    module = _load_loss_module(src, "0.5")  # the loss's helper changes what is learned
+    with pytest.raises(StaleCheckpointError, match=r"the code changed: fn:user_losses_v\.scaled"):
+        run_training("net", Net, module.make_loss(), make_data(), CFG,
+                     RunParams(checkpoint_root=str(tmp_path / "ckpt"), on_config_change="error"), {"kind": "net"})
+    retrained = run_training("net", Net, module.make_loss(), make_data(), CFG, restart, {"kind": "net"})
+    assert retrained.resumed_from is None and retrained.loss_history != first.loss_history
+    # a comment or docstring is not a change of the code
+    src.write_text('"""A docstring."""\n' + LOSS_MODULE.format(scale="0.5") + "# a comment\n")
+    import sys
+    sys.path.insert(0, str(src.parent))
+    sys.modules.pop(src.stem, None)
+    import importlib
+    module = importlib.import_module(src.stem)
+    sys.path.remove(str(src.parent))
+    assert run_training("net", Net, module.make_loss(), make_data(), CFG, restart, {"kind": "net"}).resumed_from == 12
+
+
+def test_restart_also_replaces_checkpoints_that_no_longer_load(tmp_path):
+    from ledi_kedro.params import RunParams
+    from ledi_kedro.pipelines.training import run_training
+
+    run = RunParams(checkpoint_root=str(tmp_path), on_config_change="restart")
+    run_training("net", Net, regression_loss, make_data(), CFG, run, {"kind": "net"})
+    last = list_checkpoints(tmp_path / "net")[-1]
+    (last / "model.safetensors").write_bytes(b"truncated")
+    with pytest.raises(CheckpointError, match="model.safetensors"):
+        run_training("net", Net, regression_loss, make_data(), CFG,
+                     RunParams(checkpoint_root=str(tmp_path), on_config_change="error"), {"kind": "net"})
+    again = run_training("net", Net, regression_loss, make_data(), CFG, run, {"kind": "net"})
+    assert again.resumed_from is None and again.steps == 12
+
+
+# ---------------------------------------------------------------- quality during training, plateau
+
+def test_plateau_rule():
+    from ledi_kedro.core.trainer import plateau_reached
+
+    assert not plateau_reached([5, 4, 3], 2, 0.02)
+    assert plateau_reached([5, 4, 3, 3.0, 2.99], 2, 0.02)  # 0.3% better: not a real improvement
+    assert not plateau_reached([5, 4, 3, 3.0, 2.5], 2, 0.02)
+    assert not plateau_reached([5, 4, 3, 3.0, 2.99], 0, 0.02)  # patience 0: the rule is off
+
+
+def test_training_stops_at_the_quality_plateau_and_resumes_with_more_patience(tmp_path):
+    values = iter([9.0, 5.0, 4.0, 4.0, 4.0, 4.0, 4.0, 4.0, 4.0, 4.0, 4.0, 4.0])
+    seen = []
+
+    def quality(model, step):
+        assert not model.training
+        seen.append(step)
+        return next(values)
+
+    cfg = TrainConfig(**{**CFG.__dict__, "steps": 100, "eval_every": 2, "plateau_patience": 2,
+                         "checkpoint_every": 50})
+    torch.manual_seed(0)
+    result = Trainer(Net(), regression_loss, make_data(), cfg, checkpoint_dir=tmp_path, evaluate_fn=quality).fit()
+    assert seen == [2, 4, 6, 8, 10] and result.steps == 10 and result.stop_reason == "plateau"
+    assert [e["quality"] for e in result.eval_history] == [9.0, 5.0, 4.0, 4.0, 4.0]
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["step_00000010"]  # saved at the stop
+    again = Trainer(Net(), regression_loss, make_data(), cfg, checkpoint_dir=tmp_path, evaluate_fn=quality).fit()
+    assert again.steps == 10 and again.stop_reason == "plateau" and seen[-1] == 10  # nothing to do
+    patient = TrainConfig(**{**cfg.__dict__, "plateau_patience": 4})
+    more = Trainer(Net(), regression_loss, make_data(), patient, checkpoint_dir=tmp_path, evaluate_fn=quality).fit()
+    assert more.resumed_from == 10 and more.steps == 14 and more.stop_reason == "plateau"
+    assert train().stop_reason == "step_cap"
+
+
+def test_eval_settings_need_each_other():
+    with pytest.raises(ValueError, match="plateau_patience needs eval_every"):
+        TrainConfig(plateau_patience=3)
+    with pytest.raises(ValueError, match="needs an evaluate_fn"):
+        Trainer(Net(), regression_loss, make_data(), TrainConfig(**{**CFG.__dict__, "eval_every": 2}))
+
+
+def _ddp_nan_worker(rank, world, port, out_dir):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank))
+    from ledi_kedro.core.distributed import init_distributed
+
+    init_distributed("gloo")
+    torch.set_num_threads(1)
+    cfg = TrainConfig(steps=12, batch_size=8, lr=1e-2, warmup_steps=0, device="cpu", log_every=4, checkpoint_every=4)
+    steps = {"n": 0}
+
+    def nan_on_rank_1_from_step_6(model, batch, g):
+        steps["n"] += 1
+        loss = regression_loss(model, batch, g)[0]
+        return loss * float("nan") if rank == 1 and steps["n"] >= 6 else loss
+
+    torch.manual_seed(0)
+    try:
+        Trainer(Net(), nan_on_rank_1_from_step_6, make_data(), cfg,
+                checkpoint_dir=os.path.join(out_dir, "ckpt")).fit()
+        outcome = "finished"
+    except NonFiniteLossError as exc:
+        outcome = str(exc)
+    with open(os.path.join(out_dir, f"rank{rank}.txt"), "w") as fh:
+        fh.write(outcome)
+    torch.distributed.destroy_process_group()
+
+
+@pytest.mark.timeout(180)
+def test_ddp_nan_on_one_rank_stops_every_rank_without_a_bad_checkpoint(tmp_path):
+    mp.spawn(_ddp_nan_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    for rank in (0, 1):
+        assert "loss became nan at step 6" in (tmp_path / f"rank{rank}.txt").read_text(), rank
+    assert [p.name for p in list_checkpoints(tmp_path / "ckpt")] == ["step_00000004"]

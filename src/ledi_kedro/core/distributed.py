@@ -63,3 +63,21 @@ def synchronize(device: torch.device) -> None:
     """Wait for queued GPU work (so wall-clock timings measure it); no-op on the CPU."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def all_reduce_mean(t: torch.Tensor) -> torch.Tensor:
+    """Mean of ``t`` over ranks (``t`` itself when not distributed). NaN on any rank gives NaN everywhere."""
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        t = t.clone()
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        return t / dist.get_world_size()
+    return t
+
+
+def broadcast_float(value: float, device: torch.device) -> float:
+    """Rank 0's ``value`` on every rank."""
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        t = torch.tensor([value], dtype=torch.float64, device=device)
+        dist.broadcast(t, src=0)
+        return float(t.item())
+    return value

@@ -135,3 +135,19 @@ def prior_only_features(sampler: LeDiFlowSampler, embed: Embed, n: int, batch: i
         x0, _, _ = sampler.prior(min(batch, n - start), g)
         feats.append(embed(sampler._finish(x0).float().clamp(-1, 1)))
     return torch.cat(feats)
+
+
+def flow_quality_monitor(sampler_for: Callable[[torch.nn.Module], FlowSampler], embed: Embed,
+                         reference_images: torch.Tensor, n_samples: int, nfe: int, solver: str = "midpoint",
+                         batch_size: int = 250, seed: int = 0) -> Callable[[torch.nn.Module, int], float]:
+    """Quality during training: FD of ``n_samples`` images drawn at a fixed ``nfe`` with fixed seeds
+    against the judge's features of ``reference_images`` (embedded once). The same seeds at every
+    evaluation make successive values differ by the model's change, not by sampling noise."""
+    reference = embed(reference_images)
+
+    def evaluate(ema: torch.nn.Module, step: int) -> float:
+        gen = generate_and_embed(sampler_for(ema), embed, n_samples, min(batch_size, n_samples), solver, nfe=nfe,
+                                 seed=seed)
+        return frechet_distance(gen.features, reference)
+
+    return evaluate

@@ -12,6 +12,13 @@ guard and progress lines. What is model-specific is the ``loss_fn``::
 Randomness inside ``loss_fn`` must come from ``generator``, which is reseeded from
 (seed, rank, step) every step: that makes a resumed run bit-identical to an uninterrupted one
 on the CPU without storing per-rank RNG states.
+
+Optional quality during training: ``evaluate_fn(ema_model, step) -> float`` (lower is better) runs
+every ``eval_every`` steps on rank 0; its values are logged, stored in the checkpoint and, with
+``plateau_patience`` set, stop training once they no longer improve (``steps`` is then a cap).
+
+A checkpoint is resumed only when it was written by the same settings, data *and code* (the
+model's, the loss's and this trainer's, see :mod:`.code_version`); otherwise it is stale.
 """
 
 from __future__ import annotations
@@ -36,16 +43,20 @@ from .checkpoint import (
     CheckpointError, StaleCheckpointError, list_checkpoints, load_weights, optimizer_from_tensors, optimizer_to_tensors,
     read_checkpoint, state_dict_tensors, step_dir, write_checkpoint,
 )
-from .distributed import DistInfo, barrier, dist_info, resolve_device
+from .code_version import combined_fingerprint, training_code
+from .distributed import DistInfo, all_reduce_mean, barrier, broadcast_float, dist_info, resolve_device
 
 log = logging.getLogger(__name__)
 
 LossOutput = torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]
 LossFn = Callable[[nn.Module, dict[str, torch.Tensor], torch.Generator], LossOutput]
+EvaluateFn = Callable[[nn.Module, int], float]  # (EMA model, step) -> quality, lower is better
 
-# Settings that may change between a run and its resumption without invalidating the checkpoint.
+# Settings that may change between a run and its resumption without invalidating the checkpoint
+# (evaluation never touches the training random streams, so its settings are among them).
 _RESUMABLE_CHANGES = frozenset({"steps", "log_every", "checkpoint_every", "keep_checkpoints", "compile",
-                                "data_on_device", "device"})
+                                "data_on_device", "device", "eval_every", "plateau_patience",
+                                "plateau_min_rel_improvement"})
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -76,11 +87,20 @@ class TrainConfig:
     log_every: int = 50
     seed: int = 0
     device: str = "auto"
+    eval_every: int = 0  # quality during training every so many steps (0: never; needs an evaluate_fn)
+    plateau_patience: int = 0  # stop when `patience` evaluations in a row bring no real improvement (0: off)
+    plateau_min_rel_improvement: float = 0.02  # "real": the best value drops by more than this fraction
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "checkpoint_every", "log_every", "keep_checkpoints"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        if self.eval_every < 0 or self.plateau_patience < 0:
+            raise ValueError("eval_every and plateau_patience must be >= 0")
+        if self.plateau_patience and not self.eval_every:
+            raise ValueError("plateau_patience needs eval_every > 0 (the plateau is read off the evaluations)")
+        if not 0.0 <= self.plateau_min_rel_improvement < 1.0:
+            raise ValueError(f"plateau_min_rel_improvement must be in [0, 1), got {self.plateau_min_rel_improvement}")
         if self.lr <= 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
         if self.warmup_steps < 0 or self.grad_clip < 0 or self.weight_decay < 0:
@@ -115,6 +135,17 @@ class TrainResult:
     resumed_from: int | None = None
     seconds: float = 0.0
     checkpoint: Path | None = None
+    eval_history: list[dict[str, float]] = field(default_factory=list)  # {"step", "quality", "seconds"}
+    stop_reason: str = "step_cap"  # "plateau": the quality stopped improving; "step_cap": ran all `steps`
+
+
+def plateau_reached(values: list[float], patience: int, min_rel_improvement: float) -> bool:
+    """True when the best of the last ``patience`` values is not better than the best before them by
+    more than ``min_rel_improvement`` (relative; lower values are better)."""
+    if patience < 1 or len(values) <= patience:
+        return False
+    before, recent = min(values[:-patience]), min(values[-patience:])
+    return recent > before - min_rel_improvement * abs(before)
 
 
 def _step_seed(seed: int, rank: int, step: int) -> int:
@@ -139,10 +170,71 @@ def _resumable(train: TrainConfig) -> frozenset[str]:
     return _RESUMABLE_CHANGES - {"steps"} if train.lr_schedule == "cosine" else _RESUMABLE_CHANGES
 
 
-def _fingerprint(train: TrainConfig, model_config: dict[str, Any], data_hash: str) -> str:
+def _fingerprint(train: TrainConfig, model_config: dict[str, Any], data_hash: str, code_hash: str) -> str:
     relevant = {k: v for k, v in asdict(train).items() if k not in _resumable(train)}
-    blob = json.dumps({"train": relevant, "model": model_config, "data": data_hash}, sort_keys=True)
+    blob = json.dumps({"train": relevant, "model": model_config, "data": data_hash, "code": code_hash}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def stale_reasons(old: dict[str, Any], new: dict[str, Any], resumable: frozenset[str]) -> list[str]:
+    """What differs between a checkpoint's state and this run: settings, data, code (named per module)."""
+    reasons = []
+    for group in ("train_config", "model_config"):
+        a, b = old.get(group, {}), new.get(group, {})
+        reasons += [f"{group.split('_')[0]}.{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b))
+                    if a.get(k) != b.get(k) and k not in resumable]
+    if old.get("data_hash") != new.get("data_hash"):
+        reasons.append("the training data differ")
+    old_code, new_code = old.get("code", {}), new.get("code", {})
+    changed = sorted(k for k in set(old_code) | set(new_code) if old_code.get(k) != new_code.get(k))
+    if changed:
+        reasons.append(f"the code changed: {', '.join(changed)}")
+    return reasons
+
+
+class _EMA:
+    """Exponential moving average of a model's weights, with the warm-up decay min(d, (1+t)/(10+t))."""
+
+    def __init__(self, model: nn.Module, decay: float, warmup: bool):
+        self.module = copy.deepcopy(model).requires_grad_(False).eval()
+        self.decay, self.warmup = decay, warmup
+
+    @torch.no_grad()
+    def update(self, model: nn.Module, step: int) -> None:
+        d = min(self.decay, (1 + step) / (10 + step)) if self.warmup else self.decay
+        torch._foreach_lerp_(list(self.module.parameters()), [p.detach() for p in model.parameters()], 1.0 - d)
+        for eb, mb in zip(self.module.buffers(), model.buffers()):
+            eb.copy_(mb)
+
+
+class _IntervalLog:
+    """Per-step losses and metrics kept on the device between log points (one host sync per interval).
+    ``flush`` averages the losses over ranks, so a non-finite loss on any rank stops every rank at the
+    same step, before any checkpoint of the bad state is written."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.losses: list[torch.Tensor] = []
+        self.extras: dict[str, list[torch.Tensor]] = {}
+
+    def add(self, loss: torch.Tensor, metrics: dict[str, torch.Tensor]) -> None:
+        self.losses.append(loss.detach().float())
+        for k, v in metrics.items():
+            self.extras.setdefault(k, []).append(v.detach().float())
+
+    def flush(self, step: int, lr: float, last_good: Path | None) -> tuple[list[float], dict[str, float]]:
+        """(per-step losses, interval means); raises NonFiniteLossError on every rank alike."""
+        losses = all_reduce_mean(torch.stack(self.losses)).cpu()
+        if not torch.isfinite(losses).all():
+            first = step - len(losses) + 1 + int((~torch.isfinite(losses)).nonzero()[0])
+            where = f"the last good checkpoint {last_good} is kept" if last_good else "no checkpoint was written"
+            raise NonFiniteLossError(
+                f"{self.name}: loss became {losses[~torch.isfinite(losses)][0].item()} at step {first} (mean over "
+                f"ranks); training stopped and {where}. Lower lr or check the data.")
+        entry = {"step": step, "loss": float(losses.mean()), "lr": lr}
+        entry.update({k: float(all_reduce_mean(torch.stack(v).mean())) for k, v in self.extras.items()})
+        self.losses, self.extras = [], {}
+        return losses.tolist(), entry
 
 
 class _DataFeed:
@@ -199,17 +291,21 @@ class Trainer:
 
     def __init__(self, model: nn.Module, loss_fn: LossFn, data: dict[str, torch.Tensor], config: TrainConfig,
                  checkpoint_dir: str | Path | None = None, model_config: dict[str, Any] | None = None,
-                 name: str = "model"):
-        self.cfg, self.loss_fn, self.name = config, loss_fn, name
+                 name: str = "model", evaluate_fn: EvaluateFn | None = None):
+        self.cfg, self.loss_fn, self.name, self.evaluate_fn = config, loss_fn, name, evaluate_fn
+        if config.eval_every and evaluate_fn is None:
+            raise ValueError(f"{name}: eval_every={config.eval_every} needs an evaluate_fn")
         self.info = dist_info()
         self.device = resolve_device(config.device, self.info)
         self.model = model.to(self.device)
         self.model_config = model_config or {}
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         self.data_hash = data_fingerprint(data)
-        self.fingerprint = _fingerprint(config, self.model_config, self.data_hash)
+        self.code = training_code(model, loss_fn)
+        self.fingerprint = _fingerprint(config, self.model_config, self.data_hash, combined_fingerprint(self.code))
         self.feed = _DataFeed(data, config.batch_size, config.seed, self.info, self.device, config.data_on_device)
-        self.ema = copy.deepcopy(self.model).requires_grad_(False).eval()
+        self._ema = _EMA(self.model, config.ema_decay, config.ema_warmup)
+        self.ema = self._ema.module
         params = [p for p in self.model.parameters() if p.requires_grad]
         decay = [p for p in params if p.dim() >= 2]
         no_decay = [p for p in params if p.dim() < 2]  # biases and norms are not decayed
@@ -219,17 +315,18 @@ class Trainer:
         self.step = 0
         self.loss_history: list[float] = []
         self.log_history: list[dict[str, float]] = []
+        self.eval_history: list[dict[str, float]] = []
         self.noise = torch.Generator(device=self.device)
 
     # ------------------------------------------------------------------ checkpoints
+    def _state(self) -> dict[str, Any]:
+        return {"name": self.name, "step": self.step, "fingerprint": self.fingerprint, "data_hash": self.data_hash,
+                "code": self.code, "train_config": asdict(self.cfg), "model_config": self.model_config}
+
     def _checkpoint_state(self) -> tuple[dict[str, Any], dict[str, dict[str, torch.Tensor]]]:
         opt_tensors, opt_rest = optimizer_to_tensors(self.optimizer.state_dict())
-        state = {
-            "name": self.name, "step": self.step, "fingerprint": self.fingerprint, "data_hash": self.data_hash,
-            "train_config": asdict(self.cfg), "model_config": self.model_config,
-            "optimizer": opt_rest, "data": self.feed.state(), "log_history": self.log_history,
-            "world_size": self.info.world_size,
-        }
+        state = self._state() | {"optimizer": opt_rest, "data": self.feed.state(), "log_history": self.log_history,
+                                 "eval_history": self.eval_history, "world_size": self.info.world_size}
         extra = {"loss_history": torch.tensor(self.loss_history, dtype=torch.float64),
                  "torch_rng": torch.get_rng_state()}
         return state, {"model": state_dict_tensors(self.model), "ema": state_dict_tensors(self.ema),
@@ -255,16 +352,10 @@ class Trainer:
             return None
         ckpt = read_checkpoint(found[-1])
         if ckpt.state.get("fingerprint") != self.fingerprint:
-            old = {"train": ckpt.state.get("train_config", {}), "model": ckpt.state.get("model_config", {})}
-            new = {"train": asdict(self.cfg), "model": self.model_config}
-            diffs = [f"{g}.{k}: {old[g].get(k)!r} -> {new[g].get(k)!r}" for g in new
-                     for k in sorted(set(old[g]) | set(new[g]))
-                     if old[g].get(k) != new[g].get(k) and k not in _resumable(self.cfg)]
-            if ckpt.state.get("data_hash") != self.data_hash:
-                diffs.append("the training data differ")
+            reasons = stale_reasons(ckpt.state, self._state(), _resumable(self.cfg))
             raise StaleCheckpointError(
-                f"{ckpt.path}: checkpoint was trained with a different configuration "
-                f"({'; '.join(diffs) or 'fingerprint differs'}). Delete {self.checkpoint_dir} to start over, "
+                f"{ckpt.path}: checkpoint was trained with different settings, data or code "
+                f"({'; '.join(reasons) or 'fingerprint differs'}). Delete {self.checkpoint_dir} to start over, "
                 "or restore the old settings to resume.")
         if ckpt.step > self.cfg.steps:
             raise StaleCheckpointError(
@@ -285,98 +376,116 @@ class Trainer:
         self.feed.restore(ckpt.state["data"])
         self.loss_history = ckpt.tensors["extra"]["loss_history"].tolist()
         self.log_history = list(ckpt.state.get("log_history", []))
+        self.eval_history = list(ckpt.state.get("eval_history", []))
         torch.set_rng_state(ckpt.tensors["extra"]["torch_rng"])
         log.info("%s: resumed from %s (step %d)", self.name, ckpt.path, self.step)
         return self.step
 
-    # ------------------------------------------------------------------ loop
-    @torch.no_grad()
-    def _update_ema(self) -> None:
-        d = self.cfg.ema_decay
-        if self.cfg.ema_warmup:
-            d = min(d, (1 + self.step) / (10 + self.step))
-        ema_p = [p for p in self.ema.parameters()]
-        model_p = [p.detach() for p in self.model.parameters()]
-        torch._foreach_lerp_(ema_p, model_p, 1.0 - d)
-        for eb, mb in zip(self.ema.buffers(), self.model.buffers()):
-            eb.copy_(mb)
+    # ------------------------------------------------------------------ quality during training
+    def _at_plateau(self) -> bool:
+        return plateau_reached([e["quality"] for e in self.eval_history], self.cfg.plateau_patience,
+                               self.cfg.plateau_min_rel_improvement)
 
+    def _evaluate(self) -> None:
+        """Rank 0 scores the EMA model; every rank gets the value (so all take the same stop decision)."""
+        start = time.perf_counter()
+        value = float("nan")
+        if self.info.is_main:
+            with torch.no_grad():
+                value = float(self.evaluate_fn(self.ema, self.step))
+        value = broadcast_float(value, self.device)
+        seconds = time.perf_counter() - start
+        self.eval_history.append({"step": self.step, "quality": value, "seconds": seconds})
+        best = min(e["quality"] for e in self.eval_history)
+        if self.info.is_main:
+            log.info("%s: step %d | quality %.4g (best %.4g) | evaluated in %.1f s", self.name, self.step, value,
+                     best, seconds)
+
+    # ------------------------------------------------------------------ loop
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.device.type == "cuda" and self.cfg.precision == "bf16":
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
+    def _train_model(self) -> nn.Module:
+        model: nn.Module = self.model
+        if self.info.enabled:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            model = DistributedDataParallel(model, device_ids=ids)
+        return torch.compile(model) if self.cfg.compile else model
+
+    def _optimizer_step(self, train_model: nn.Module, lr: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        batch = self.feed.next()
+        self.noise.manual_seed(_step_seed(self.cfg.seed, self.info.rank, self.step))
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        with self._autocast():
+            out = self.loss_fn(train_model, batch, self.noise)
+        loss, metrics = out if isinstance(out, tuple) else (out, {})
+        loss.backward()
+        if self.cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self._ema.update(self.model, self.step)
+        return loss, metrics
+
+    def _log_line(self, entry: dict[str, float]) -> None:
+        if not self.info.is_main:
+            return
+        rate = entry["steps_per_s"]
+        eta = (self.cfg.steps - self.step) / max(rate, 1e-9)
+        extra = "".join(f" | {k} {v:.4g}" for k, v in entry.items() if k not in ("step", "loss", "lr", "steps_per_s"))
+        log.info("%s: step %d/%d | loss %.4f%s | %.2f it/s | %.0f img/s | ETA %s%s", self.name, self.step,
+                 self.cfg.steps, entry["loss"], extra, rate, rate * self.cfg.batch_size, _fmt_seconds(eta),
+                 " (or earlier at a plateau)" if self.cfg.plateau_patience else "")
+
     def fit(self) -> TrainResult:
         cfg = self.cfg
         start_time = time.perf_counter()
         resumed = self._resume()
-        if self.step >= cfg.steps:
-            log.info("%s: already trained to step %d (steps=%d); nothing to do", self.name, self.step, cfg.steps)
+        if self.step >= cfg.steps or self._at_plateau():
+            reason = "quality at its plateau" if self._at_plateau() else f"steps={cfg.steps}"
+            log.info("%s: already trained to step %d (%s); nothing to do", self.name, self.step, reason)
             return self._result(resumed, 0.0)
-        train_model: nn.Module = self.model
-        if self.info.enabled:
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            train_model = DistributedDataParallel(self.model, device_ids=ids)
-        if cfg.compile:
-            train_model = torch.compile(train_model)
+        train_model = self._train_model()
         self.model.train()
-        window: list[torch.Tensor] = []
-        extras: dict[str, list[torch.Tensor]] = {}
-        bad = torch.zeros((), dtype=torch.bool, device=self.device)
+        interval = _IntervalLog(self.name)
         last_good = list_checkpoints(self.checkpoint_dir)[-1] if self.checkpoint_dir and resumed else None
         t_log, step_log = time.perf_counter(), self.step
         log.info("%s: training steps %d..%d, global batch %d on %s x%d", self.name, self.step + 1, cfg.steps,
                  cfg.batch_size, self.device, self.info.world_size)
         while self.step < cfg.steps:
-            batch = self.feed.next()
-            self.noise.manual_seed(_step_seed(cfg.seed, self.info.rank, self.step))
             lr = cfg.lr_at(self.step)
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
-            with self._autocast():
-                out = self.loss_fn(train_model, batch, self.noise)
-            loss, metrics = out if isinstance(out, tuple) else (out, {})
-            loss.backward()
-            if cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-            self.optimizer.step()
-            self.optimizer.zero_grad(set_to_none=True)
-            self._update_ema()
+            loss, metrics = self._optimizer_step(train_model, lr)
             self.step += 1
-            loss = loss.detach().float()
-            bad |= ~torch.isfinite(loss)
-            window.append(loss)
-            for k, v in metrics.items():
-                extras.setdefault(k, []).append(v.detach().float())
+            interval.add(loss, metrics)
             at_log = self.step % cfg.log_every == 0 or self.step == cfg.steps
+            at_eval = bool(cfg.eval_every) and (self.step % cfg.eval_every == 0 or self.step == cfg.steps)
             at_ckpt = self.checkpoint_dir is not None and (self.step % cfg.checkpoint_every == 0
                                                            or self.step == cfg.steps)
-            if at_log or at_ckpt:
-                losses = torch.stack(window).cpu()
-                if bool(bad):  # one host sync per interval, not per step
-                    first = self.step - len(window) + 1 + int((~torch.isfinite(losses)).nonzero()[0])
-                    where = f"the last good checkpoint {last_good} is kept" if last_good else "no checkpoint was written"
-                    raise NonFiniteLossError(
-                        f"{self.name}: loss became {losses[~torch.isfinite(losses)][0].item()} at step {first}; "
-                        f"training stopped and {where}. Lower lr or check the data.")
-                self.loss_history.extend(losses.tolist())
-                entry = {"step": self.step, "loss": float(losses.mean()), "lr": lr}
-                entry.update({k: float(torch.stack(v).mean()) for k, v in extras.items()})
-                window, extras = [], {}
-                now = time.perf_counter()
-                rate = (self.step - step_log) / max(now - t_log, 1e-9)
-                entry["steps_per_s"] = rate
-                self.log_history.append(entry)
-                if self.info.is_main:
-                    eta = (cfg.steps - self.step) / max(rate, 1e-9)
-                    extra_txt = "".join(f" | {k} {v:.4g}" for k, v in entry.items()
-                                        if k not in ("step", "loss", "lr", "steps_per_s"))
-                    log.info("%s: step %d/%d | loss %.4f%s | %.2f it/s | %.0f img/s | ETA %s", self.name,
-                             self.step, cfg.steps, entry["loss"], extra_txt, rate, rate * cfg.batch_size,
-                             _fmt_seconds(eta))
-                t_log, step_log = now, self.step
-                if at_ckpt:
-                    last_good = self.save_checkpoint() or last_good
+            if not (at_log or at_eval or at_ckpt):
+                continue
+            losses, entry = interval.flush(self.step, lr, last_good)
+            self.loss_history.extend(losses)
+            now = time.perf_counter()
+            entry["steps_per_s"] = (self.step - step_log) / max(now - t_log, 1e-9)
+            self.log_history.append(entry)
+            if at_log:
+                self._log_line(entry)
+            stop = False
+            if at_eval:
+                self._evaluate()
+                stop = self._at_plateau()
+                if stop:
+                    log.info("%s: quality reached its plateau at step %d (no improvement beyond %.0f%% in the last "
+                             "%d evaluations); stopping before the cap of %d steps", self.name, self.step,
+                             100 * cfg.plateau_min_rel_improvement, cfg.plateau_patience, cfg.steps)
+            if (at_ckpt or stop) and self.checkpoint_dir is not None:
+                last_good = self.save_checkpoint() or last_good
+            t_log, step_log = time.perf_counter(), self.step  # evaluation and checkpoints are not training time
+            if stop:
+                break
         self.model.eval()
         return self._result(resumed, time.perf_counter() - start_time, last_good)
 
@@ -385,7 +494,8 @@ class Trainer:
             found = list_checkpoints(self.checkpoint_dir)
             ckpt = found[-1] if found else None
         return TrainResult(self.model, self.ema, list(self.loss_history), list(self.log_history),
-                           self.step, resumed, seconds, ckpt)
+                           self.step, resumed, seconds, ckpt, list(self.eval_history),
+                           "plateau" if self._at_plateau() else "step_cap")
 
 
 def _fmt_seconds(s: float) -> str:

@@ -17,31 +17,33 @@ import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from torch import nn  # noqa: E402
 
-from ledi_kedro.core.checkpoint import StaleCheckpointError  # noqa: E402
+from ledi_kedro.core.checkpoint import CheckpointError  # noqa: E402
 from ledi_kedro.core.distributed import barrier, dist_info  # noqa: E402
-from ledi_kedro.core.trainer import LossFn, TrainConfig, Trainer, TrainResult  # noqa: E402
+from ledi_kedro.core.trainer import EvaluateFn, LossFn, TrainConfig, Trainer, TrainResult  # noqa: E402
 from ledi_kedro.params import RunParams  # noqa: E402
 
 log = logging.getLogger(__name__)
 
 
 def run_training(name: str, make_model: Callable[[], nn.Module], loss_fn: LossFn, data: dict[str, torch.Tensor],
-                 train: TrainConfig, run: RunParams, model_config: dict[str, Any]) -> TrainResult:
+                 train: TrainConfig, run: RunParams, model_config: dict[str, Any],
+                 evaluate_fn: EvaluateFn | None = None) -> TrainResult:
     """Train (or resume, or skip when finished) with checkpoints in ``run.checkpoint_root/name``.
 
-    When the settings or the data changed since the checkpoints were written (or they went past
-    ``steps``), ``run.on_config_change`` decides: ``restart`` deletes them and trains afresh, ``error`` stops with the difference.
+    When the settings, the data or the code changed since the checkpoints were written (or they
+    went past ``steps``, or they no longer load), ``run.on_config_change`` decides: ``restart``
+    deletes them and trains afresh, ``error`` stops and says what changed.
     """
     ckpt_dir = Path(run.checkpoint_root) / name
 
     def fit() -> TrainResult:
         torch.manual_seed(train.seed)  # the same initial weights for the same seed
         return Trainer(make_model(), loss_fn, data, train, checkpoint_dir=ckpt_dir, model_config=model_config,
-                       name=name).fit()
+                       name=name, evaluate_fn=evaluate_fn).fit()
 
     try:
         return fit()
-    except StaleCheckpointError as exc:
+    except CheckpointError as exc:  # stale, or unreadable (truncated, or no longer fits the model)
         if run.on_config_change != "restart":
             raise
         log.warning("%s; run.on_config_change=restart: deleting %s and training from scratch", exc, ckpt_dir)

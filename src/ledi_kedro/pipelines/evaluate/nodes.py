@@ -178,12 +178,22 @@ def _r(v: float | None, digits: int = 5) -> float | None:
     return None if v is None else round(float(v), digits)
 
 
+def _training_status(fm_metrics: dict[str, Any]) -> dict[str, Any]:
+    keys = ("stop_reason", "steps", "step_cap", "best_quality", "final_quality", "evaluations", "monitor")
+    return {k: fm_metrics[k] for k in keys if k in fm_metrics}
+
+
 def summarize(sweep_results: pl.DataFrame, straightness_values: dict[str, float], embedder_metrics: dict[str, Any],
-              reference_features: dict[str, Any], evaluate: dict) -> tuple[dict[str, Any], pl.DataFrame]:
+              reference_features: dict[str, Any], ledi_fm_metrics: dict[str, Any], gaussian_fm_metrics: dict[str, Any],
+              evaluate: dict) -> tuple[dict[str, Any], pl.DataFrame]:
     """DVC metrics (metrics.json) and the per-solver speedup table: every quality point with its
     interval, matched-quality speedups in NFE and in seconds with intervals, which LeDiFlow-vs-baseline
-    differences are beyond the noise, and whether the evaluation can be trusted at all."""
+    differences are beyond the noise, each model's plateau status, and whether the evaluation can be
+    trusted at all. A speedup over a baseline that never reached its plateau is labelled as such."""
     ev = _params(evaluate)
+    training = {"ledi": _training_status(ledi_fm_metrics), "gaussian": _training_status(gaussian_fm_metrics)}
+    baseline_converged = training["gaussian"].get("stop_reason") == "plateau"
+    caveat = "" if baseline_converged else " [baseline not converged: it hit its step cap before its quality plateau]"
     metric, conf = ev.primary_metric, ev.bootstrap.confidence
     fixed_solvers = [s for s in ev.solvers if s != "dopri5"]
     fixed = sweep_results.filter(pl.col("solver").is_in(fixed_solvers))
@@ -203,6 +213,7 @@ def summarize(sweep_results: pl.DataFrame, straightness_values: dict[str, float]
         "confidence": conf, "interval_resamples": ev.bootstrap.resamples,
         "n_samples": ev.n_samples, "n_reference": int(reference_features["reference"].shape[0]),
         "sampling_seeds": ev.sampling_seeds, "subset_coverage": reference_features.get("coverage", {}),
+        "training": training, "baseline_converged": baseline_converged,
     }
     rows = []
     for solver in fixed["solver"].unique(maintain_order=True).to_list():
@@ -212,7 +223,8 @@ def summarize(sweep_results: pl.DataFrame, straightness_values: dict[str, float]
                 continue
             cmp = compare(ledi, base, ref_nfe, conf)
             sp, wall = cmp.nfe.point, cmp.wallclock
-            text = cmp.nfe.text() if reliable else f"unreliable evaluation ({cmp.nfe.text()}): see evaluation_warnings"
+            text = (cmp.nfe.text() + caveat if reliable
+                    else f"unreliable evaluation ({cmp.nfe.text()}): see evaluation_warnings")
             rows.append({"solver": solver, "reference": label, "reference_nfe": sp.reference_nfe,
                          "reference_quality": sp.reference_quality, "status": sp.status if reliable else "unreliable",
                          "matched_nfe": sp.matched_nfe, "speedup": sp.speedup, "speedup_text": text,

@@ -182,6 +182,17 @@ def build_report(evaluation_metrics: dict, sweep_results: pl.DataFrame, speedup_
             apps.blocks.append(("image", (name.replace("_", " "), _png(figures[name]))))
     sections.append(apps)
     train = Section("Training")
+    status = evaluation_metrics.get("training", {})
+    if status:
+        train.blocks.append(("text", "Quality during training and where each flow model stopped: 'plateau' = its "
+                                     "quality stopped improving (converged for this budget), 'step_cap' = it ran all "
+                                     "its steps while still improving (not converged)."))
+        train.blocks.append(("table", [["model", "stopped at", "why", "step cap", "best quality", "monitored as"]]
+                             + [[name, _fmt(s.get("steps")), str(s.get("stop_reason", "?")), _fmt(s.get("step_cap")),
+                                 _fmt(s.get("best_quality")), str(s.get("monitor", "not monitored"))]
+                                for name, s in status.items()]))
+    if "training_quality" in figures:
+        train.blocks.append(("image", ("quality vs training step", _png(figures["training_quality"]))))
     for name, m in training_metrics.items():
         train.blocks.append(("table", [["metric", name]] + [[k, _fmt(v)] for k, v in m.items()]))
     for name in sorted(figures):

@@ -8,6 +8,7 @@ TRAINING_METRICS = {"prior": "prior_metrics", "latent_flow": "latent_flow_metric
                     "autoencoder": "autoencoder_metrics", "fm_ledi": "ledi.fm_metrics",
                     "fm_gaussian": "gaussian.fm_metrics"}
 FIGURES = {"quality_vs_nfe": "quality_vs_nfe_plot", "sample_grid": "sample_grid_plot",
+           "training_quality": "training_quality_plot",
            "prior_samples": "prior_samples_plot", "interpolation": "interpolation_plot",
            "inpainting": "inpainting_plot", "prior_loss": "prior_loss_plot", "embedder_loss": "embedder_loss_plot",
            "latent_flow_loss": "latent_flow_loss_plot", "fm_ledi_loss": "ledi.fm_loss_plot",

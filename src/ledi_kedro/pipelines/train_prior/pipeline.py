@@ -5,7 +5,7 @@ from .nodes import encode_prior_codes, evaluate_prior, plot_prior_loss, train_pr
 
 def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline([
-        Node(train_prior_model, ["train_model_input", "params:prior", "params:run"],
+        Node(train_prior_model, ["train_model_input", "test_model_input", "params:prior", "params:run"],
              ["prior_model", "prior_loss_history"], name="train_prior_model"),
         Node(encode_prior_codes, ["prior_model", "train_model_input", "params:run"], "prior_codes",
              name="encode_prior_codes"),
