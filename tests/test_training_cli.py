@@ -17,8 +17,11 @@ def tiny_cli_params(fmnist: Path, ckpt: Path, fm_steps: int = 4, every: int = 2)
              "run.device=cpu", f"run.checkpoint_root={ckpt}",
              "prior.z_dim=4", "prior.base_channels=8", "prior.eval_images=4",
              "latent_flow.hidden=16", "latent_flow.depth=1", "latent_flow.sample_steps=2",
-             "fm.model.size=T", "fm.model.patch_size=2"]
-    for section, steps in (("prior", 4), ("latent_flow", 4), ("fm", fm_steps)):
+             "fm.model.size=T", "fm.model.patch_size=2", f"fm.train.eval_every={every}", "fm.train.plateau_patience=0",
+             "fm.monitor.n_samples=4", "fm.monitor.n_reference=4", "fm.monitor.batch_size=4",
+             "gaussian.variant.monitor_nfe=4", "prior.train.eval_every=0",
+             "embedder.domain_width=2", "embedder.domain_feature_dim=4"]
+    for section, steps in (("prior", 4), ("latent_flow", 4), ("fm", fm_steps), ("embedder", 2)):
         parts += [f"{section}.train.{kv}" for kv in TRAIN.format(steps=steps, every=every).split(",")]
     return ",".join(parts)
 
@@ -32,7 +35,7 @@ def kedro(project: Path, *args: str, timeout: int = 300, **popen) -> subprocess.
 def trained_project(project_copy, tiny_fashion_mnist):
     ckpt = project_copy / "data/06_models/checkpoints"
     params = tiny_cli_params(tiny_fashion_mnist, ckpt)
-    pipes = "preprocess,train_autoencoder,train_prior,train_latent_flow,train_fm"
+    pipes = "preprocess,train_embedder,train_autoencoder,train_prior,train_latent_flow,train_fm"
     proc = kedro(project_copy, f"--pipelines={pipes}", f"--params={params}")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return project_copy, tiny_fashion_mnist, ckpt

@@ -80,7 +80,7 @@ class LatentFlowParams:
     hidden: int = 512
     depth: int = 4
     time_sampler: Literal["uniform", "logit_normal"] = "uniform"
-    sample_steps: int = 16  # ODE steps of the latent sampler at generation time
+    sample_steps: int = 2  # ODE steps of the latent sampler at generation time
     sample_solver: str = "midpoint"
     train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=2000, batch_size=256, lr=1e-3))
 
@@ -196,6 +196,23 @@ class ReliabilityParams:
 
 
 @dataclass(frozen=True)
+class LatentSweepParams:
+    """Quality against cost of LeDiFlow's latent sampler (its steps and solver) at a fixed image NFE."""
+
+    steps: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16])  # empty: no sweep
+    solvers: list[str] = field(default_factory=lambda: ["euler", "midpoint"])
+    image_nfe: int = 4
+    image_solver: str = "midpoint"
+
+    def __post_init__(self) -> None:
+        if any(s < 1 for s in self.steps):
+            raise ValueError(f"latent_sweep.steps must be positive, got {self.steps}")
+        bad = [s for s in [*self.solvers, self.image_solver] if s not in FIXED_SOLVERS]
+        if bad:
+            raise ValueError(f"unknown solver(s) {bad} in latent_sweep; choose from {', '.join(FIXED_SOLVERS)}")
+
+
+@dataclass(frozen=True)
 class EvaluateParams:
     n_samples: int = 1000  # generated images per sweep point
     n_reference: int = 5000  # held-out (test) images for the reference statistics
@@ -215,6 +232,7 @@ class EvaluateParams:
     sampling_seeds: int = 1  # > 1: repeat the sweep with more sampling seeds and report their spread
     bootstrap: BootstrapParams = field(default_factory=BootstrapParams)
     reliability: ReliabilityParams = field(default_factory=ReliabilityParams)
+    latent_sweep: LatentSweepParams = field(default_factory=LatentSweepParams)
 
     def __post_init__(self) -> None:
         for name in ("n_samples", "n_reference", "batch_size", "straightness_samples", "straightness_steps",

@@ -18,7 +18,9 @@ from ledi_kedro.core.comparison import (  # noqa: E402
 )
 from ledi_kedro.core.distributed import resolve_device  # noqa: E402
 from ledi_kedro.core.embedders import build_embedder  # noqa: E402
-from ledi_kedro.core.evaluation import QualitySpec, SweepConfig, prior_only_features, quality, sweep  # noqa: E402
+from ledi_kedro.core.evaluation import (  # noqa: E402
+    QualitySpec, SweepConfig, generate_and_embed, prior_only_features, quality, sweep,
+)
 from ledi_kedro.core.metrics import median_heuristic_sigma  # noqa: E402
 from ledi_kedro.core.registry import TrainedModel  # noqa: E402
 from ledi_kedro.core.sampling import straightness  # noqa: E402
@@ -142,6 +144,48 @@ def error_bars(sweep_points: dict[str, Any], reference_features: dict[str, Any],
                               pl.lit(reference_features["sigma"]).alias("mmd_sigma"))
 
 
+def sweep_latent_sampler(ledi_model: TrainedModel, prior_model: TrainedModel, latent_flow_model: TrainedModel,
+                         autoencoder_model: TrainedModel, quality_embedder: TrainedModel,
+                         reference_features: dict[str, Any], evaluate: dict, run: dict) -> pl.DataFrame:
+    """LeDiFlow at a fixed image NFE with the latent sampler's steps and solver varied: quality (with
+    paired intervals) against the cost of drawing x0, to choose ``latent_flow.sample_steps``/``sample_solver``.
+    The row ``configured`` is the setting the trained latent sampler uses now."""
+    ev, run_p = _params(evaluate), parse("run", run)
+    ls = ev.latent_sweep
+    schema = {"latent_solver": pl.String, "latent_steps": pl.Int64, "latent_nfe": pl.Float64, "configured": pl.Boolean,
+              ev.primary_metric: pl.Float64, f"{ev.primary_metric}_low": pl.Float64,
+              f"{ev.primary_metric}_high": pl.Float64, "ms_per_image": pl.Float64, "x0_ms_per_image": pl.Float64,
+              "x0_fraction": pl.Float64, "image_nfe": pl.Int64}
+    if not ls.steps or not ls.solvers:
+        return pl.DataFrame(schema=schema)
+    device = resolve_device(run_p.device)
+    sampler = make_sampler(ledi_model, prior_model, latent_flow_model, autoencoder_model, device, precision="bf16")
+    embed = build_embedder(quality_embedder, device)
+    configured = (sampler.latent_solver, sampler.latent_steps)
+    rows, feats = [], []
+    for solver, steps in [(solver, steps) for solver in ls.solvers for steps in ls.steps]:
+        sampler.latent_solver, sampler.latent_steps = solver, steps
+        gen = generate_and_embed(sampler, embed, ev.n_samples, ev.batch_size, ls.image_solver, nfe=ls.image_nfe,
+                                 seed=ev.seed)
+        q = quality(gen.features, reference_features["reference"], _quality_spec(ev, reference_features))
+        rows.append({"latent_solver": solver, "latent_steps": steps, "latent_nfe": gen.prior_nfe,
+                     "configured": (solver, steps) == configured, ev.primary_metric: q[ev.primary_metric],
+                     "ms_per_image": 1e3 * gen.seconds_per_image, "x0_ms_per_image": 1e3 * gen.x0_seconds_per_image,
+                     "x0_fraction": gen.x0_seconds_per_image / gen.seconds_per_image, "image_nfe": ls.image_nfe})
+        feats.append(gen.features)
+        log.info("latent sampler %s x %d steps: %s %.4f, %.3f ms/image of which x0 %.3f ms (%.0f%%)", solver, steps,
+                 ev.primary_metric, q[ev.primary_metric], rows[-1]["ms_per_image"], rows[-1]["x0_ms_per_image"],
+                 100 * rows[-1]["x0_fraction"])
+    sampler.latent_solver, sampler.latent_steps = configured
+    boot = QualityBootstrap(ev.primary_metric, ev.bootstrap.resamples, ev.bootstrap.confidence, seed=ev.seed,
+                            sigma=reference_features["sigma"])
+    reps = boot.replicates(reference_features["reference"], feats, [r[ev.primary_metric] for r in rows])
+    for row, rep in zip(rows, reps):
+        iv = boot.interval(rep)
+        row[f"{ev.primary_metric}_low"], row[f"{ev.primary_metric}_high"] = iv.low, iv.high
+    return pl.DataFrame(rows, schema=schema)
+
+
 def _noise_images(sampler, n: int, seed: int) -> torch.Tensor:
     """N(0, I) in the flow's space, decoded like a sample: the 'no model at all' sanity row."""
     g = torch.Generator(device=sampler.device).manual_seed(seed)
@@ -178,6 +222,26 @@ def _r(v: float | None, digits: int = 5) -> float | None:
     return None if v is None else round(float(v), digits)
 
 
+def latent_sampler_choice(sweep: pl.DataFrame, metric: str) -> dict[str, Any]:
+    """The configured latent sampler's cost, and the cheapest setting whose quality is within the
+    error bars of the best one (the sweep's recommendation)."""
+    if sweep.height == 0:
+        return {}
+    best = sweep.sort(metric).row(0, named=True)
+    ok = sweep.filter(pl.col(metric) <= best[f"{metric}_high"]).sort("x0_ms_per_image")
+    pick = ok.row(0, named=True)
+    configured = sweep.filter(pl.col("configured"))
+    out = {"recommended": f"{pick['latent_solver']} x {pick['latent_steps']}",
+           "recommended_x0_fraction": _r(pick["x0_fraction"], 4), "recommended_quality": _r(pick[metric]),
+           "best_quality": _r(best[metric]), "best_quality_high": _r(best[f"{metric}_high"]),
+           "image_nfe": int(pick["image_nfe"])}
+    if configured.height:
+        c = configured.row(0, named=True)
+        out |= {"configured": f"{c['latent_solver']} x {c['latent_steps']}", "configured_x0_fraction": _r(c["x0_fraction"], 4),
+                "configured_quality": _r(c[metric])}
+    return out
+
+
 def _training_status(fm_metrics: dict[str, Any]) -> dict[str, Any]:
     keys = ("stop_reason", "steps", "step_cap", "best_quality", "final_quality", "evaluations", "monitor")
     return {k: fm_metrics[k] for k in keys if k in fm_metrics}
@@ -185,7 +249,7 @@ def _training_status(fm_metrics: dict[str, Any]) -> dict[str, Any]:
 
 def summarize(sweep_results: pl.DataFrame, straightness_values: dict[str, float], embedder_metrics: dict[str, Any],
               reference_features: dict[str, Any], ledi_fm_metrics: dict[str, Any], gaussian_fm_metrics: dict[str, Any],
-              evaluate: dict) -> tuple[dict[str, Any], pl.DataFrame]:
+              latent_sampler_sweep: pl.DataFrame, evaluate: dict) -> tuple[dict[str, Any], pl.DataFrame]:
     """DVC metrics (metrics.json) and the per-solver speedup table: every quality point with its
     interval, matched-quality speedups in NFE and in seconds with intervals, which LeDiFlow-vs-baseline
     differences are beyond the noise, each model's plateau status, and whether the evaluation can be
@@ -214,6 +278,7 @@ def summarize(sweep_results: pl.DataFrame, straightness_values: dict[str, float]
         "n_samples": ev.n_samples, "n_reference": int(reference_features["reference"].shape[0]),
         "sampling_seeds": ev.sampling_seeds, "subset_coverage": reference_features.get("coverage", {}),
         "training": training, "baseline_converged": baseline_converged,
+        "latent_sampler": latent_sampler_choice(latent_sampler_sweep, metric),
     }
     rows = []
     for solver in fixed["solver"].unique(maintain_order=True).to_list():

@@ -4,7 +4,7 @@ from ledi_kedro.pipelines.namespaces import reading_namespaced_outputs
 
 from .nodes import (
     embed_reference, error_bars, measure_straightness, plot_applications, plot_quality_vs_nfe, plot_sample_grids,
-    summarize, sweep_quality,
+    summarize, sweep_latent_sampler, sweep_quality,
 )
 
 TRAINED = ["ledi.fm_model", "gaussian.fm_model", "prior_model", "latent_flow_model", "autoencoder_model"]
@@ -25,8 +25,11 @@ def _create_pipeline() -> Pipeline:
              name="error_bars"),
         Node(measure_straightness, [*TRAINED, "params:evaluate", "params:run"], "straightness",
              name="measure_straightness"),
+        Node(sweep_latent_sampler, ["ledi.fm_model", "prior_model", "latent_flow_model", "autoencoder_model",
+                                    "quality_embedder", "reference_features", "params:evaluate", "params:run"],
+             "latent_sampler_sweep", name="sweep_latent_sampler"),
         Node(summarize, ["sweep_results", "straightness", "embedder_metrics", "reference_features", "ledi.fm_metrics",
-                         "gaussian.fm_metrics", "params:evaluate"],
+                         "gaussian.fm_metrics", "latent_sampler_sweep", "params:evaluate"],
              ["evaluation_metrics", "speedup_table"], name="summarize_evaluation"),
         Node(plot_quality_vs_nfe, ["sweep_results", "params:evaluate"], "quality_vs_nfe_plot",
              name="plot_quality_vs_nfe"),

@@ -113,7 +113,8 @@ def _judge_text(m: dict[str, Any]) -> str:
 
 def build_report(evaluation_metrics: dict, sweep_results: pl.DataFrame, speedup_table: pl.DataFrame,
                  straightness: dict, embedder_metrics: dict, training_metrics: dict[str, dict],
-                 figures: dict[str, Any], parameters: dict[str, Any], report: dict) -> tuple[str, str]:
+                 figures: dict[str, Any], parameters: dict[str, Any], report: dict,
+                 latent_sampler_sweep: pl.DataFrame | None = None) -> tuple[str, str]:
     """Markdown and HTML of the same content; ``report.hash_paths`` lists the data and model files
     whose SHA-256 goes into the provenance section."""
     title = report.get("title", "LeDiFlow run report")
@@ -164,6 +165,15 @@ def build_report(evaluation_metrics: dict, sweep_results: pl.DataFrame, speedup_
     for name in ("quality_vs_nfe", "sample_grid"):
         if name in figures:
             curves.blocks.append(("image", (name.replace("_", " "), _png(figures[name]))))
+    if latent_sampler_sweep is not None and latent_sampler_sweep.height:
+        choice = evaluation_metrics.get("latent_sampler", {})
+        curves.blocks.append(("text", "LeDiFlow's latent sampler: quality against the cost of drawing x0 (latent "
+                                      "sampler + prior decoder) at a fixed image NFE. Configured: "
+                                      f"{choice.get('configured', '?')}; the cheapest setting within the best one's "
+                                      f"error bars: {choice.get('recommended', '?')}."))
+        curves.blocks.append(("table", _table(latent_sampler_sweep, [
+            "latent_solver", "latent_steps", "latent_nfe", "configured", metric, f"{metric}_low", f"{metric}_high",
+            "ms_per_image", "x0_ms_per_image", "x0_fraction", "image_nfe"])))
     sections.append(curves)
     sanity = Section("Sanity rows and straightness")
     sanity.blocks.append(("text", "real_train: real train images against the held-out reference at the size of a "

@@ -15,13 +15,13 @@ FIGURES = {"quality_vs_nfe": "quality_vs_nfe_plot", "sample_grid": "sample_grid_
            "fm_gaussian_loss": "gaussian.fm_loss_plot"}
 
 
-def assemble_report(evaluation_metrics, sweep_results, speedup_table, straightness, embedder_metrics, parameters, report,
-            *named):
+def assemble_report(evaluation_metrics, sweep_results, speedup_table, latent_sampler_sweep, straightness,
+                    embedder_metrics, parameters, report, *named):
     n = len(TRAINING_METRICS)
     training = dict(zip(TRAINING_METRICS, named[:n]))
     figures = dict(zip(FIGURES, named[n:]))
     return build_report(evaluation_metrics, sweep_results, speedup_table, straightness, embedder_metrics, training,
-                        figures, parameters, report)
+                        figures, parameters, report, latent_sampler_sweep)
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -31,7 +31,8 @@ def create_pipeline(**kwargs) -> Pipeline:
 
 def _create_pipeline() -> Pipeline:
     return Pipeline([
-        Node(assemble_report, ["evaluation_metrics", "sweep_results", "speedup_table", "straightness", "embedder_metrics",
-                       "parameters", "params:report", *TRAINING_METRICS.values(), *FIGURES.values()],
+        Node(assemble_report, ["evaluation_metrics", "sweep_results", "speedup_table", "latent_sampler_sweep",
+                               "straightness", "embedder_metrics", "parameters", "params:report",
+                               *TRAINING_METRICS.values(), *FIGURES.values()],
              ["report_markdown", "report_html"], name="build_report"),
     ])
