@@ -37,7 +37,7 @@ import quality_benchmark as qb  # noqa: E402
 
 # Budget of part 2, sized from the calibration "a 7.4M-parameter DiT at 256 tokens trains compiled in bf16
 # at ~70 steps/s with batch 256 on one H100": DiT-XS is smaller, so <= 3000 steps per model take < 1 min.
-GPU_CHECK = replace(qb.GPU, resolution=32, dit_size="XS", patch=2, batch=256, fm_steps=3000, fm_lr=1e-3,
+GPU_CHECK = replace(qb.GPU, fm_ema=0.995, resolution=32, dit_size="XS", patch=2, batch=256, fm_steps=3000, fm_lr=1e-3,
                     eval_every=500, patience=2, monitor_samples=1000, judge_steps=1500, judge_width=16,
                     prior_steps=1500, prior_width=32, z_dim=64, latent_steps=1500, latent_hidden=256,
                     n_samples=2000, n_reference=5000, nfe_grid=(1, 2, 4, 8, 16, 32, 64), resamples=200)

@@ -1,7 +1,7 @@
-"""Make sure the configured preprocess source exists before `dvc repro` runs.
+"""Make sure the configured data source exists before `dvc repro` runs.
 
 Fashion-MNIST at its Debian path is installed with apt-get when missing and we are root;
-otherwise we stop with instructions. Reads conf/base and conf/local parameters (local wins).
+otherwise we stop with instructions. Reads ``data_source`` from conf/base and conf/local (local wins).
 """
 
 from __future__ import annotations
@@ -20,20 +20,20 @@ FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3
 HOW_TO = """
 How to fix:
   * install the default data set (Debian/Ubuntu):  sudo apt-get install -y dataset-fashion-mnist
-  * or point the project at the four Fashion-MNIST IDX files elsewhere, in conf/local/parameters_preprocess.yml:
-        preprocess: {source: {kind: fashion_mnist, path: /path/to/fashion-mnist}}
-  * or use your own images (a folder, or a .tar.gz of one):
-        preprocess: {source: {kind: image_folder, path: /path/to/images}, image: {channels: 3}}
+  * or point the project at the four Fashion-MNIST IDX files elsewhere, in conf/local/parameters_data_source.yml:
+        data_source: {kind: fashion_mnist, path: /path/to/fashion-mnist}
+  * or use your own images (a folder, or a .tar.gz of one), there too:
+        data_source: {kind: image_folder, path: /path/to/images}
+    (and in conf/local/parameters_preprocess.yml, e.g.  preprocess: {image: {channels: 3}})
 """
 
 
 def configured_source() -> dict:
     source: dict = {}
     for env in ("base", "local"):
-        path = ROOT / "conf" / env / "parameters_preprocess.yml"
-        if path.is_file():
+        for path in sorted((ROOT / "conf" / env).glob("parameters*.yml")):
             data = yaml.safe_load(path.read_text()) or {}
-            source.update((data.get("preprocess") or {}).get("source") or {})
+            source.update(data.get("data_source") or {})
     return source
 
 
@@ -47,7 +47,7 @@ def main() -> int:
     if kind == "image_folder":
         if path.exists():
             return 0
-        print(f"error: preprocess.source.path {path} (image_folder) does not exist.{HOW_TO}", file=sys.stderr)
+        print(f"error: data_source.path {path} (image_folder) does not exist.{HOW_TO}", file=sys.stderr)
         return 1
     if fashion_mnist_present(path):
         return 0

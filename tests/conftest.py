@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -126,22 +128,30 @@ def make_project_copy(dst: Path) -> Path:
     return dst
 
 
-@pytest.fixture(scope="session")
-def tiny_trained_project(tmp_path_factory) -> Path:
-    """A project copy whose whole default chain ran once on tiny settings (read-only for tests)."""
-    from tests.test_training_cli import kedro, tiny_cli_params
-
-    base = tmp_path_factory.mktemp("trained")
-    project = make_project_copy(base / "project")
-    fmnist = make_tiny_fashion_mnist(base / "fmnist")
-    (project / "conf/local/parameters_evaluate.yml").write_text(TINY_EVALUATE_YAML)
-    params = tiny_cli_params(fmnist, project / "data/06_models/checkpoints")
-    proc = kedro(project, f"--params={params}", timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return project
-
-
-TINY_EVALUATE_YAML = """
+TINY_PROJECT_YAML = """
+run: {device: cpu, max_train_images: null}
+preprocess: {image: {resolution: 8, small_images: resize}}
+embedder:
+  domain_width: 2
+  domain_feature_dim: 4
+  train: {steps: 2, batch_size: 4, warmup_steps: 1, log_every: 1, checkpoint_every: 2}
+prior:
+  z_dim: 4
+  base_channels: 8
+  eval_images: 4
+  train: {steps: 4, batch_size: 8, warmup_steps: 2, log_every: 2, checkpoint_every: 2, eval_every: 2}
+latent_flow:
+  hidden: 16
+  depth: 1
+  sample_steps: 2
+  train: {steps: 4, batch_size: 8, warmup_steps: 2, log_every: 2, checkpoint_every: 2}
+fm:
+  model: {size: T, patch_size: 2}
+  train: {steps: 4, batch_size: 8, warmup_steps: 2, log_every: 2, checkpoint_every: 2, eval_every: 2,
+          plateau_patience: 0}
+  monitor: {n_samples: 4, n_reference: 4, batch_size: 4}
+gaussian:
+  variant: {monitor_nfe: 4}
 evaluate:
   n_samples: 8
   n_reference: 5
@@ -155,7 +165,46 @@ evaluate:
   interpolation_points: 3
   inpaint_examples: 2
   bootstrap: {resamples: 10}
-embedder:
-  domain_width: 4
-  train: {steps: 2, batch_size: 4, warmup_steps: 1, log_every: 1, checkpoint_every: 2}
+  latent_sweep: {steps: [1, 2], solvers: [euler]}
 """
+
+
+def run(cmd: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run a command with this interpreter's scripts (dvc, kedro, ledi) first on the PATH."""
+    bin_dir = str(Path(sys.executable).parent)
+    env = dict(os.environ, PATH=bin_dir + os.pathsep + os.environ.get("PATH", ""))
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def make_dvc_project(dst: Path, fmnist: Path) -> Path:
+    """A git + DVC copy of the project (code included, so that DVC hashes it) on tiny settings in conf/local."""
+    project = make_project_copy(dst)
+    shutil.rmtree(project / "src")
+    shutil.copytree(PROJECT_ROOT / "src" / "ledi_kedro", project / "src" / "ledi_kedro",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for name in ("dvc.yaml", ".dvcignore"):
+        shutil.copy(PROJECT_ROOT / name, project / name)
+    shutil.copytree(PROJECT_ROOT / "tuning", project / "tuning")
+    for sub in ("01_raw", "02_intermediate", "05_model_input", "06_models", "07_model_output", "08_reporting"):
+        (project / "data" / sub).mkdir(parents=True, exist_ok=True)
+    (project / "conf/local/parameters_data_source.yml").write_text(
+        f"data_source: {{kind: fashion_mnist, path: {fmnist}}}\n")
+    (project / "conf/local/parameters_tiny.yml").write_text(TINY_PROJECT_YAML)
+    (project / ".gitignore").write_text("data/06_models/checkpoints/\n__pycache__/\nbuild/\n.viz/\nnotebooks/\n")
+    for cmd in (["git", "init", "-q"], ["git", "config", "user.email", "t@example.com"], ["git", "config", "user.name", "t"],
+                ["dvc", "init", "-q"], ["dvc", "config", "core.analytics", "false"],
+                ["dvc", "config", "core.check_update", "false"]):
+        proc = run(cmd, project)
+        assert proc.returncode == 0, proc.stderr
+    return project
+
+
+@pytest.fixture(scope="session")
+def tiny_trained_project(tmp_path_factory) -> Path:
+    """A git + DVC project whose whole default chain ran once through `dvc repro` on tiny settings
+    (shared by the tests that need trained models; read-only for them)."""
+    base = tmp_path_factory.mktemp("trained")
+    project = make_dvc_project(base / "project", make_tiny_fashion_mnist(base / "fmnist"))
+    proc = run(["dvc", "repro"], project, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-3000:]
+    return project

@@ -14,7 +14,7 @@ from tests.test_preprocess_pipeline import KeptDataset
 from tests.test_training_pipelines import image_split, run_chain, tiny_params
 
 TINY_EVAL = {
-    "bootstrap": {"resamples": 20},
+    "bootstrap": {"resamples": 20}, "sampling_seeds": 2, "latent_sweep": {"steps": [1, 2], "solvers": ["midpoint"]},
     "n_samples": 12, "n_reference": 16, "batch_size": 6, "nfe_grid": [1, 2, 4], "solvers": ["euler", "midpoint", "dopri5"],
     "adaptive_rtols": [0.1], "reference_nfe": 4, "straightness_samples": 4, "straightness_steps": 4,
     "grid_images": 3, "interpolation_points": 3, "inpaint_examples": 2,
@@ -36,7 +36,8 @@ def evaluated(tmp_path_factory):
     for name, value in trained.items():
         catalog[name] = MemoryDataset(value, copy_mode="assign")
     pipe = evaluate.create_pipeline() + report.create_pipeline()
-    for name in pipe.outputs() | {"sweep_results", "evaluation_metrics", "speedup_table", "straightness"}:
+    for name in pipe.outputs() | {"sweep_results", "evaluation_metrics", "speedup_table", "straightness",
+                                  "latent_sampler_sweep"}:
         catalog[name] = KeptDataset(copy_mode="assign")
     SequentialRunner().run(pipe, catalog)
     return catalog
@@ -63,6 +64,9 @@ def test_every_point_has_an_interval_around_its_value(evaluated):
     assert (table["fd_low"] <= table["fd"]).all() and (table["fd"] <= table["fd_high"]).all()
     assert (table["fd_high"] > table["fd_low"]).all()
     assert table["fd_replicates"].list.len().unique().to_list() == [20]
+    generated = table.filter(pl.col("solver") != "none")
+    assert (generated["fd_seeds"] == 2).all() and generated["fd_seed_std"].is_not_null().all()
+    assert ((generated["fd_seed_min"] <= generated["fd"]) & (generated["fd"] <= generated["fd_seed_max"])).all()
 
 
 def test_metrics_and_speedups(evaluated):
@@ -87,8 +91,19 @@ def test_metrics_and_speedups(evaluated):
     sp = evaluated.load("speedup_table")
     assert set(sp["reference"]) == {"at_reference_nfe", "vs_best_baseline"}
     assert set(sp["status"]) == {"unreliable"}
-    assert m["training"]["gaussian"]["stop_reason"] == "step_cap" and m["baseline_converged"] is False
     assert all(t == "not reached" or "ms/image" in t for t in sp["wallclock_text"])
+    assert m["training"]["gaussian"]["stop_reason"] == "step_cap" and m["baseline_converged"] is False
+    assert m["sampling_seeds"] == 2 and m["fd_max_seed_std"] >= 0
+    wall = m["wallclock"]  # timings are kept apart from the figures that must repeat exactly
+    assert set(wall["latent_sampler"]) >= {"recommended", "configured", "configured_x0_fraction"}
+    assert not any(k.startswith(("ms_per_image", "ledi_x0")) for k in m)
+
+
+def test_latent_sampler_sweep(evaluated):
+    sweep = evaluated.load("latent_sampler_sweep")
+    assert sweep["latent_steps"].to_list() == [1, 2] and sweep["configured"].to_list() == [False, True]
+    assert ((sweep["fd_low"] <= sweep["fd"]) & (sweep["fd"] <= sweep["fd_high"])).all()
+    assert (sweep["x0_fraction"] > 0).all() and (sweep["x0_fraction"] < 1).all()
 
 
 def test_report_is_self_contained(evaluated):
@@ -96,6 +111,7 @@ def test_report_is_self_contained(evaluated):
     for text in (md, html):
         assert "tiny" in text and "Quality against NFE" in text and "Provenance" in text
         assert "EVALUATION UNRELIABLE" in text and "test accuracy" in text
+        assert "git commit" in text and "torch" in text and "latent sampler: quality against the cost" in text
         assert "data:image/png;base64," in text
         assert "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad" in text  # sha256("abc")
         assert "missing" in text

@@ -24,7 +24,10 @@ class KeptDataset(MemoryDataset):
 
 
 def run_preprocess(params: dict) -> dict:
-    catalog = DataCatalog({"params:preprocess": MemoryDataset(params)})
+    """``params``: the preprocess section, plus the data source under ``source``."""
+    params = dict(params)
+    source = params.pop("source")
+    catalog = DataCatalog({"params:preprocess": MemoryDataset(params), "params:data_source": MemoryDataset(source)})
     for name in OUTPUTS:
         catalog[name] = KeptDataset(copy_mode="assign")
     SequentialRunner().run(create_pipeline(), catalog)
@@ -113,7 +116,7 @@ def test_fashion_mnist_source(tiny_fashion_mnist):
 
 def test_cli_run_on_folder_with_corrupt_files(project_copy, image_tree):
     root, expected = image_tree
-    params = f"preprocess.source.kind=image_folder,preprocess.source.path={root},preprocess.image.channels=3"
+    params = f"data_source.kind=image_folder,data_source.path={root},preprocess.image.channels=3"
     proc = subprocess.run(
         [sys.executable, "-m", "kedro", "run", "--pipelines=preprocess", f"--params={params}"],
         cwd=project_copy, capture_output=True, text=True, timeout=300,
@@ -134,15 +137,15 @@ def test_ensure_data_explains_how_to_get_data(project_copy, tmp_path):
 
     (project_copy / "scripts").mkdir()
     shutil.copy(PROJECT_ROOT / "scripts" / "ensure_data.py", project_copy / "scripts")
-    local = project_copy / "conf/local/parameters_preprocess.yml"
+    local = project_copy / "conf/local/parameters_data_source.yml"
     for source, expected in (({"kind": "image_folder", "path": str(tmp_path / "gone")}, "gone"),
                              ({"kind": "fashion_mnist", "path": str(tmp_path / "fm")}, "Fashion-MNIST files")):
         import yaml
 
-        local.write_text(yaml.safe_dump({"preprocess": {"source": source}}))
+        local.write_text(yaml.safe_dump({"data_source": source}))
         proc = subprocess.run([sys.executable, "scripts/ensure_data.py"], cwd=project_copy, capture_output=True,
                               text=True, timeout=60)
         assert proc.returncode == 1
         assert expected in proc.stderr and "apt-get install -y dataset-fashion-mnist" in proc.stderr
-    local.write_text(yaml.safe_dump({"preprocess": {"source": {"kind": "image_folder", "path": str(tmp_path)}}}))
+    local.write_text(yaml.safe_dump({"data_source": {"kind": "image_folder", "path": str(tmp_path)}}))
     assert subprocess.run([sys.executable, "scripts/ensure_data.py"], cwd=project_copy).returncode == 0

@@ -13,7 +13,7 @@ TRAIN = "steps={steps},batch_size=8,warmup_steps=2,log_every=2,checkpoint_every=
 
 
 def tiny_cli_params(fmnist: Path, ckpt: Path, fm_steps: int = 4, every: int = 2) -> str:
-    parts = [f"preprocess.source.path={fmnist}", "preprocess.image.resolution=8", "preprocess.image.small_images=resize",
+    parts = [f"data_source.path={fmnist}", "preprocess.image.resolution=8", "preprocess.image.small_images=resize",
              "run.device=cpu", f"run.checkpoint_root={ckpt}",
              "prior.z_dim=4", "prior.base_channels=8", "prior.eval_images=4",
              "latent_flow.hidden=16", "latent_flow.depth=1", "latent_flow.sample_steps=2",

@@ -36,6 +36,21 @@ class SeedHooks:
         seed_everything(seed)
 
 
+class ThreadHooks:
+    """Sets this process's CPU thread budget from ``run.cpu_threads`` (default: the cores it may use,
+    shared among local torchrun ranks) before any node runs (``ledi_kedro.core.threads``)."""
+
+    @hook_impl
+    def after_context_created(self, context) -> None:  # type: ignore[no-untyped-def]
+        from ledi_kedro.core.threads import apply_thread_budget, thread_budget
+
+        requested = (context.params.get("run") or {}).get("cpu_threads")
+        if requested is not None and (isinstance(requested, bool) or not isinstance(requested, int)):
+            raise ValueError(f"parameter run.cpu_threads must be a positive integer or null, got {requested!r}")
+        threads = apply_thread_budget(thread_budget(requested))
+        log.info("CPU thread budget: %d thread(s) (run.cpu_threads=%s)", threads, requested)
+
+
 class ValidationHooks:
     """Checks every typed parameter section before the first node runs."""
 

@@ -27,10 +27,13 @@ class RunParams:
     checkpoint_root: str = "data/06_models/checkpoints"
     on_config_change: Literal["restart", "error"] = "restart"  # stale checkpoints of changed settings
     max_train_images: int | None = None  # a seeded subset of the train split for quick runs (None: all)
+    cpu_threads: int | None = None  # CPU threads of this process (None: its affinity / OMP_NUM_THREADS / ranks)
 
     def __post_init__(self) -> None:
         if self.max_train_images is not None and self.max_train_images < 1:
             raise ValueError(f"max_train_images must be positive or null, got {self.max_train_images}")
+        if self.cpu_threads is not None and self.cpu_threads < 1:
+            raise ValueError(f"cpu_threads must be a positive integer or null, got {self.cpu_threads}")
 
 
 @dataclass(frozen=True)

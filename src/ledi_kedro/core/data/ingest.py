@@ -21,6 +21,7 @@ from typing import Callable, Iterable, Iterator, Literal, Sequence
 import numpy as np
 from PIL import Image
 
+from ..threads import thread_budget
 from .idx import IdxFormatError, read_idx
 from .images import (
     TOO_SMALL, DecodedImage, ImageSpec, Rejection, content_hash, decode_image, fit_to_resolution, pad_to, to_channels,
@@ -238,7 +239,7 @@ def ingest_image_folder(path: str | Path, spec: ImageSpec, num_workers: int = 0,
                         chunk_size: int = 256) -> IngestResult:
     """Decode every file under a folder, or every member of a tar archive, in parallel."""
     path = Path(path)
-    workers = num_workers or os.cpu_count() or 1
+    workers = num_workers or thread_budget()  # 0: the process's CPU budget (core/threads.py)
     progress = _Progress(f"ingest {path.name}")
     start = time.perf_counter()
     if is_archive(path):
@@ -260,7 +261,7 @@ def ingest_image_folder(path: str | Path, spec: ImageSpec, num_workers: int = 0,
     if not path.is_dir():
         raise SourceError(
             f"image_folder source {path} does not exist or is not a folder or .tar archive; "
-            "set preprocess.source.path to a folder of images or a .tar.gz of one"
+            "set data_source.path to a folder of images or a .tar.gz of one"
         )
     items = _folder_items(path)
     sources = [it.source for it in items]
@@ -291,8 +292,8 @@ def _find_idx(root: Path, stem: str) -> Path:
     raise SourceError(
         f"Fashion-MNIST file {stem}[.gz] not found in {root}. Install the data set with "
         "`sudo apt-get install dataset-fashion-mnist` (files go to "
-        f"{DEFAULT_FASHION_MNIST_DIR}), or set preprocess.source.path to a folder holding the four "
-        "IDX files, or use preprocess.source.kind: image_folder for your own images."
+        f"{DEFAULT_FASHION_MNIST_DIR}), or set data_source.path to a folder holding the four "
+        "IDX files, or use data_source.kind: image_folder for your own images."
     )
 
 
@@ -302,7 +303,7 @@ def ingest_fashion_mnist(path: str | Path, spec: ImageSpec) -> IngestResult:
     if not root.is_dir():
         raise SourceError(
             f"Fashion-MNIST folder {root} does not exist. Install the data set with "
-            "`sudo apt-get install dataset-fashion-mnist`, or set preprocess.source.path."
+            "`sudo apt-get install dataset-fashion-mnist`, or set data_source.path."
         )
     start = time.perf_counter()
     items: list[_Item] = []
@@ -332,4 +333,4 @@ def ingest(kind: SourceKind, path: str | Path, spec: ImageSpec, num_workers: int
         return ingest_fashion_mnist(path, spec)
     if kind == "image_folder":
         return ingest_image_folder(path, spec, num_workers=num_workers)
-    raise SourceError(f"unknown preprocess.source.kind {kind!r}; use 'fashion_mnist' or 'image_folder'")
+    raise SourceError(f"unknown data_source.kind {kind!r}; use 'fashion_mnist' or 'image_folder'")

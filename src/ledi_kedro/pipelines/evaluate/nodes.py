@@ -273,13 +273,18 @@ def summarize(sweep_results: pl.DataFrame, straightness_values: dict[str, float]
         log.warning("evaluation unreliable: %s", w)
     metrics: dict[str, Any] = {
         "primary_metric": metric, "evaluation_reliable": reliable, "evaluation_warnings": warnings,
-        "embedder": embedder_metrics, "straightness": straightness_values,
+        "embedder": {k: v for k, v in embedder_metrics.items() if k != "train_seconds"},
+        "straightness": straightness_values,
         "confidence": conf, "interval_resamples": ev.bootstrap.resamples,
         "n_samples": ev.n_samples, "n_reference": int(reference_features["reference"].shape[0]),
         "sampling_seeds": ev.sampling_seeds, "subset_coverage": reference_features.get("coverage", {}),
         "training": training, "baseline_converged": baseline_converged,
-        "latent_sampler": latent_sampler_choice(latent_sampler_sweep, metric),
+        # Wall-clock figures differ from run to run: they live under "wallclock" only, so that the rest of
+        # this file is identical when the same code, settings and data run again.
+        "wallclock": {"latent_sampler": latent_sampler_choice(latent_sampler_sweep, metric),
+                      "judge_train_seconds": embedder_metrics.get("train_seconds")},
     }
+    wallclock = metrics["wallclock"]
     rows = []
     for solver in fixed["solver"].unique(maintain_order=True).to_list():
         ledi, base = _curve(fixed, "ledi", solver, metric), _curve(fixed, "gaussian", solver, metric)
@@ -299,10 +304,10 @@ def summarize(sweep_results: pl.DataFrame, straightness_values: dict[str, float]
                          "ledi_x0_ms_per_image": 1e3 * wall.ledi_x0_seconds if wall else None,
                          "baseline_ms_per_image": 1e3 * wall.baseline_seconds if wall else None})
             metrics[f"speedup_{solver}_{label}"] = text
-            metrics[f"wallclock_speedup_{solver}_{label}"] = wall.text() if wall else "not reached"
+            wallclock[f"speedup_{solver}_{label}"] = wall.text() if wall else "not reached"
             if reliable and sp.status == "reached":  # a lower bound (grid floor) is never reported as a number
                 metrics[f"speedup_{solver}_{label}_value"] = round(sp.speedup, 4)
-                metrics[f"wallclock_speedup_{solver}_{label}_value"] = round(wall.speedup, 4)
+                wallclock[f"speedup_{solver}_{label}_value"] = round(wall.speedup, 4)
         better = {}
         for n, q, reps in zip(ledi.nfe, ledi.quality, ledi.replicates):
             if n in base.nfe:
@@ -315,11 +320,11 @@ def summarize(sweep_results: pl.DataFrame, straightness_values: dict[str, float]
             sub = fixed.filter((pl.col("model") == model) & (pl.col("solver") == solver)).sort("nfe")
             metrics[f"{metric}_{model}_{solver}_low"] = dict(zip(map(str, map(int, sub["nfe"])), map(_r, sub[f"{metric}_low"])))
             metrics[f"{metric}_{model}_{solver}_high"] = dict(zip(map(str, map(int, sub["nfe"])), map(_r, sub[f"{metric}_high"])))
-            metrics[f"ms_per_image_{model}_{solver}"] = {str(int(n)): _r(1e3 * t, 4) for n, t in zip(c.nfe, c.seconds)}
-        metrics[f"ledi_x0_overhead_ms_per_image_{solver}"] = _r(1e3 * sum(ledi.x0_seconds) / len(ledi.x0_seconds), 4)
+            wallclock[f"ms_per_image_{model}_{solver}"] = {str(int(n)): _r(1e3 * t, 4) for n, t in zip(c.nfe, c.seconds)}
+        wallclock[f"ledi_x0_overhead_ms_per_image_{solver}"] = _r(1e3 * sum(ledi.x0_seconds) / len(ledi.x0_seconds), 4)
         if 4 in ledi.nfe:
             i = ledi.nfe.index(4)
-            metrics[f"ledi_x0_overhead_fraction_at_nfe4_{solver}"] = _r(ledi.x0_seconds[i] / ledi.seconds[i], 4)
+            wallclock[f"ledi_x0_overhead_fraction_at_nfe4_{solver}"] = _r(ledi.x0_seconds[i] / ledi.seconds[i], 4)
     for r in sweep_results.filter(pl.col("solver") == "none").iter_rows(named=True):
         metrics[f"sanity_{r['model']}_{metric}"] = _r(r[metric])
         metrics[f"sanity_{r['model']}_{metric}_interval"] = [_r(r[f"{metric}_low"]), _r(r[f"{metric}_high"])]

@@ -36,7 +36,6 @@ class SourceParams:
 
 @dataclass(frozen=True)
 class PreprocessParams:
-    source: SourceParams = field(default_factory=SourceParams)
     image: ImageSpec = field(default_factory=ImageSpec)
     on_bad_image: Literal["skip", "fail"] = "skip"
     test_fraction: float = 0.1
@@ -54,25 +53,29 @@ def parse_params(raw: dict[str, Any]) -> PreprocessParams:
     return from_dict(PreprocessParams, raw, "preprocess")
 
 
-def ingest_images(params: dict[str, Any]) -> IngestResult:
-    """Decode and validate every image of the source; apply the ``on_bad_image`` policy."""
-    p = parse_params(params)
-    result = ingest(p.source.kind, p.source.path, p.image, num_workers=p.num_workers)
+def parse_source(raw: dict[str, Any]) -> SourceParams:
+    return from_dict(SourceParams, raw, "data_source")
+
+
+def ingest_images(data_source: dict[str, Any], params: dict[str, Any]) -> IngestResult:
+    """Decode and validate every image of ``data_source``; apply the ``on_bad_image`` policy."""
+    p, source = parse_params(params), parse_source(data_source)
+    result = ingest(source.kind, source.path, p.image, num_workers=p.num_workers)
     n_ok, n_bad = len(result.records), len(result.rejected)
     rate = (n_ok + n_bad) / result.seconds if result.seconds > 0 else float("inf")
     log.info("Ingested %d images from %s in %.1f s (%.0f img/s); %d rejected",
-             n_ok, p.source.path, result.seconds, rate, n_bad)
+             n_ok, source.path, result.seconds, rate, n_bad)
     if n_bad and p.on_bad_image == "fail":
         lines = "\n".join(f"  {r.source}: {r.reason} ({r.detail})" for r in result.rejected)
         raise BadImagesError(
-            f"{n_bad} bad image(s) in {p.source.path} and preprocess.on_bad_image is 'fail':\n{lines}"
+            f"{n_bad} bad image(s) in {source.path} and preprocess.on_bad_image is 'fail':\n{lines}"
         )
     reasons = ", ".join(f"{k}: {v}" for k, v in sorted(Counter(r.reason for r in result.rejected).items()))
     if n_ok == 0:
         examples = "; ".join(f"{r.source}: {r.detail}" for r in result.rejected[:3])
         raise NoUsableImagesError(
-            f"No usable image in {p.source.path} ({n_bad} file(s) rejected: {reasons or 'no files found'}"
-            f"{'; e.g. ' + examples if examples else ''}). Check preprocess.source.path, preprocess.source.kind "
+            f"No usable image in {source.path} ({n_bad} file(s) rejected: {reasons or 'no files found'}"
+            f"{'; e.g. ' + examples if examples else ''}). Check data_source.path, data_source.kind "
             "and preprocess.image.min_size."
         )
     if n_bad:
@@ -132,10 +135,9 @@ def build_split_tensors(ingested: IngestResult, manifest: pl.DataFrame) -> tuple
 
 
 def build_report(ingested: IngestResult, manifest: pl.DataFrame,
-                 params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+                 data_source: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """The report (counts and every rejected file with its reason) and its flat numeric part,
     which DVC reads as metrics."""
-    p = parse_params(params)
     n_seen = len(ingested.records) + len(ingested.rejected)
     counts = manifest.group_by("split").len()
     per_split = dict(zip(counts["split"].to_list(), counts["len"].to_list(), strict=True))
@@ -155,7 +157,7 @@ def build_report(ingested: IngestResult, manifest: pl.DataFrame,
     }
     report = counts | {
         "rejected_by_reason": by_reason,
-        "source": to_dict(p.source),
+        "source": to_dict(parse_source(data_source)),
         "rejected": [{"source": r.source, "reason": r.reason, "detail": r.detail} for r in ingested.rejected],
     }
     return report, counts | {f"n_rejected_{reason}": n for reason, n in by_reason.items()}

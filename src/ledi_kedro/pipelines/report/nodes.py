@@ -7,6 +7,9 @@ import hashlib
 import html
 import io
 import json
+import os
+import platform
+import subprocess
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -33,6 +36,52 @@ def sha256_path(path: Path) -> str:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
                 h.update(chunk)
     return h.hexdigest()
+
+
+def _git(root: Path, *args: str) -> str | None:
+    try:
+        proc = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def provenance(root: Path) -> dict[str, Any]:
+    """The code (git commit, and whether the working tree had uncommitted changes) and the machine."""
+    import torch
+
+    commit = _git(root, "rev-parse", "HEAD")
+    dirty = _git(root, "status", "--porcelain", "--untracked-files=no")
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+    return {
+        "git commit": commit or "not a git checkout",
+        "working tree": "n/a" if dirty is None else ("dirty (uncommitted changes)" if dirty else "clean"),
+        "machine": f"{_cpu_name()}, {os.cpu_count()} CPUs; GPU: {gpu}",
+        "software": f"Python {platform.python_version()}, torch {torch.__version__}",
+    }
+
+
+def dvc_lock_hashes(lock: Path) -> dict[str, str]:
+    """Output path -> md5 as recorded in dvc.lock (what DVC says the stage that made it produced)."""
+    if not lock.is_file():
+        return {}
+    data = yaml.safe_load(lock.read_text()) or {}
+    out = {}
+    for stage in (data.get("stages") or {}).values():
+        for entry in stage.get("outs", []) or []:
+            if "path" in entry and "md5" in entry:
+                out[Path(entry["path"]).as_posix()] = entry["md5"]
+    return out
 
 
 def _png(data: Any) -> bytes:
@@ -166,7 +215,7 @@ def build_report(evaluation_metrics: dict, sweep_results: pl.DataFrame, speedup_
         if name in figures:
             curves.blocks.append(("image", (name.replace("_", " "), _png(figures[name]))))
     if latent_sampler_sweep is not None and latent_sampler_sweep.height:
-        choice = evaluation_metrics.get("latent_sampler", {})
+        choice = evaluation_metrics.get("wallclock", {}).get("latent_sampler", {})
         curves.blocks.append(("text", "LeDiFlow's latent sampler: quality against the cost of drawing x0 (latent "
                                       "sampler + prior decoder) at a fixed image NFE. Configured: "
                                       f"{choice.get('configured', '?')}; the cheapest setting within the best one's "
@@ -212,11 +261,14 @@ def build_report(evaluation_metrics: dict, sweep_results: pl.DataFrame, speedup_
     config = Section("Configuration")
     config.blocks.append(("code", yaml.safe_dump(parameters, sort_keys=True)))
     sections.append(config)
-    prov = Section("Provenance (SHA-256)")
-    hashes = [["path", "sha256"]]
+    prov = Section("Provenance")
+    info = provenance(Path.cwd())
+    prov.blocks.append(("table", [["what", "value"]] + [[k, str(v)] for k, v in info.items()]))
+    locked = dvc_lock_hashes(Path.cwd() / "dvc.lock")
+    hashes = [["path", "sha256", "DVC lock hash (md5)"]]
     for p in report.get("hash_paths", []):
         path = Path(p)
-        hashes.append([p, sha256_path(path) if path.exists() else "missing"])
+        hashes.append([p, sha256_path(path) if path.exists() else "missing", locked.get(Path(p).as_posix(), "not in dvc.lock")])
     prov.blocks.append(("table", hashes))
     sections.append(prov)
     return _md(sections, title), _html(sections, title)

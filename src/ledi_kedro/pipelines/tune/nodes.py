@@ -83,6 +83,9 @@ class TuneParams:
     pruner_startup_trials: int = 3
     pruner_warmup_steps: int = 1
     search_space: dict[str, Any] = field(default_factory=dict)
+    worker: int = 0  # this process's index when several work on one study (seeds its sampler)
+    heartbeat_s: int = 30  # running trials record a heartbeat this often ...
+    stale_after_s: int = 120  # ... and count as dead (their process killed) when it is older than this
 
     def __post_init__(self) -> None:
         if self.n_trials < 1:
@@ -115,11 +118,21 @@ def _suggest(trial: optuna.Trial, key: str, dim: Dimension) -> Any:
 
 
 def _fail_stale_trials(study: optuna.Study) -> int:
-    """Trials left RUNNING by an interrupted process can never finish: mark them failed."""
-    stale = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.RUNNING]
-    for t in stale:
-        study.tell(t.number, state=optuna.trial.TrialState.FAIL)
-    return len(stale)
+    """Trials left RUNNING by a process that died can never finish: mark them failed. A trial counts as
+    dead when its heartbeat is older than ``stale_after_s``, so the running trials of other processes
+    working on the same study are left alone."""
+    before = {t.number for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.RUNNING}
+    optuna.storages.fail_stale_trials(study)
+    after = {t.number for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.RUNNING}
+    return len(before - after)
+
+
+def _storage(path: Path, tp: TuneParams) -> optuna.storages.RDBStorage:
+    """SQLite that several processes can share: a lock timeout instead of "database is locked" errors,
+    and heartbeats so that a dead process's trials can be told from a live one's."""
+    return optuna.storages.RDBStorage(f"sqlite:///{path}", heartbeat_interval=tp.heartbeat_s,
+                                      grace_period=tp.stale_after_s,
+                                      engine_kwargs={"connect_args": {"timeout": 120}})
 
 
 def scoring_set(test_image_tensors: dict, tp: TuneParams) -> dict:
@@ -179,8 +192,8 @@ def run_study(train_model_input: dict, test_image_tensors: dict, quality_embedde
         return value
 
     study = optuna.create_study(
-        study_name=tp.study_name, storage=f"sqlite:///{storage_path}", load_if_exists=True, direction="minimize",
-        sampler=optuna.samplers.TPESampler(seed=tp.seed),
+        study_name=tp.study_name, storage=_storage(storage_path, tp), load_if_exists=True, direction="minimize",
+        sampler=optuna.samplers.TPESampler(seed=tp.seed + 1000 * tp.worker),  # workers must not suggest alike
         pruner=optuna.pruners.MedianPruner(n_startup_trials=tp.pruner_startup_trials,
                                            n_warmup_steps=tp.pruner_warmup_steps))
     stale = _fail_stale_trials(study)
@@ -190,7 +203,11 @@ def run_study(train_model_input: dict, test_image_tensors: dict, quality_embedde
     log.info("study %s in %s: %d finished trial(s), %d stale marked failed, %d to run", tp.study_name, storage_path,
              len(finished), stale, remaining)
     if remaining:
-        study.optimize(objective, n_trials=remaining, catch=(ConfigError,), gc_after_trial=True)
+        # Other processes may work on the same study: stop once the study as a whole has its trials.
+        enough = optuna.study.MaxTrialsCallback(tp.n_trials, states=(optuna.trial.TrialState.COMPLETE,
+                                                                     optuna.trial.TrialState.PRUNED,
+                                                                     optuna.trial.TrialState.RUNNING))
+        study.optimize(objective, n_trials=remaining, catch=(ConfigError,), gc_after_trial=True, callbacks=[enough])
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not complete:
         raise RuntimeError(f"study {tp.study_name}: no trial completed (all pruned or failed); see the log")

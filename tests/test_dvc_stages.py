@@ -1,0 +1,60 @@
+"""dvc.yaml and tuning/dvc.yaml declare everything each stage's `kedro run` reads and writes, as derived
+from the Kedro pipelines (ledi_kedro.dvc_deps), and the data source comes from the parameters."""
+
+import copy
+
+import pytest
+import yaml
+
+from ledi_kedro import dvc_deps
+from tests.conftest import PROJECT_ROOT
+
+
+@pytest.fixture(scope="module")
+def required():
+    return dvc_deps.derive(PROJECT_ROOT)
+
+
+def test_every_pipeline_has_a_complete_stage(required):
+    assert set(required) >= {"preprocess", "train_embedder", "train_autoencoder", "train_prior", "train_latent_flow",
+                             "train_fm", "evaluate", "report", "tune"}
+    assert dvc_deps.check(PROJECT_ROOT, required) == []
+
+
+def test_the_derivation_sees_code_catalog_params_and_data(required):
+    fm = required["train_fm"]
+    assert {"src/ledi_kedro/params.py", "src/ledi_kedro/settings.py", "src/ledi_kedro/hooks.py",
+            "src/ledi_kedro/pipelines/training.py", "src/ledi_kedro/core/trainer.py", "src/ledi_kedro/datasets/models.py",
+            "conf/base/catalog.yml", "conf/local", "data/06_models/quality_embedder"} <= fm.deps
+    assert set(fm.params) == {"fm", "ledi", "gaussian", "run"}
+    assert "data/06_models/fm_ledi" in fm.outs and "data/08_reporting/training_quality.png" in fm.outs
+    tune = required["tune"]  # tune runs other pipelines' nodes and copies every parameter section
+    assert "src/ledi_kedro/pipelines/train_prior/nodes.py" in tune.deps and "prior" in tune.params
+    assert required["preprocess"].params["data_source"] == "conf/local/parameters_data_source.yml"
+    assert dvc_deps.SOURCE_DEP in required["preprocess"].deps
+
+
+def test_a_missing_entry_is_reported(tmp_path, required):
+    for name in ("dvc.yaml", "tuning/dvc.yaml"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text((PROJECT_ROOT / name).read_text())
+    stages = yaml.safe_load((tmp_path / "dvc.yaml").read_text())
+    broken = copy.deepcopy(stages)
+    broken["stages"]["evaluate"]["deps"].remove("src/ledi_kedro/params.py")
+    broken["stages"]["train_fm"]["params"] = [p for p in broken["stages"]["train_fm"]["params"]
+                                              if "conf/base/parameters.yml" not in p]
+    broken["stages"]["report"]["outs"] = []
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump(broken))
+    problems = dvc_deps.check(tmp_path, required)
+    assert "evaluate: deps miss src/ledi_kedro/params.py" in problems
+    assert "train_fm: params miss conf/base/parameters.yml: run" in problems
+    assert "report: outs miss data/08_reporting/report.md" in problems
+
+
+def test_the_data_source_is_a_templated_dependency():
+    stages = yaml.safe_load((PROJECT_ROOT / "dvc.yaml").read_text())
+    assert stages["vars"] == ["conf/local/parameters_data_source.yml"]
+    source = yaml.safe_load((PROJECT_ROOT / "conf/local/parameters_data_source.yml").read_text())["data_source"]
+    base = yaml.safe_load((PROJECT_ROOT / "conf/base/parameters_preprocess.yml").read_text())["data_source"]
+    assert source == base  # the tracked local copy starts as the default
+    assert any(str(d).startswith("${data_source.path}") for d in stages["stages"]["preprocess"]["deps"])
