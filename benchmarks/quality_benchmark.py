@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
@@ -39,25 +38,27 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import torch  # noqa: E402
 
-from ledi_kedro.core.comparison import Curve, compare, paired_difference  # noqa: E402
+from ledi_kedro.core.artifacts import load_trained  # noqa: E402
 from ledi_kedro.core.data.images import ImageSpec  # noqa: E402
 from ledi_kedro.core.data.ingest import ingest_fashion_mnist, ingest_image_folder  # noqa: E402
+from ledi_kedro.core.data.tensors import as_float  # noqa: E402
 from ledi_kedro.core.embedders import DomainEmbedder  # noqa: E402
+from ledi_kedro.core.encoding import encode_latents, encode_moments, fit_latent_scale  # noqa: E402
 from ledi_kedro.core.evaluation import QualitySpec, SweepConfig, flow_quality_monitor, sweep  # noqa: E402
 from ledi_kedro.core.metrics import median_heuristic_sigma  # noqa: E402
+from ledi_kedro.core.metrics.comparison import Curve, compare, paired_difference  # noqa: E402
+from ledi_kedro.core.metrics.intervals import QualityBootstrap  # noqa: E402
+from ledi_kedro.core.metrics.model_quality import classifier_accuracy  # noqa: E402
 from ledi_kedro.core.models import (  # noqa: E402
     AutoencoderConfig, ClassifierConfig, DiT, DiTConfig, DomainClassifier, KLAutoencoder, LatentFlow,
     LatentFlowConfig, PriorConfig, PriorModel,
 )
-from ledi_kedro.core.registry import load_trained  # noqa: E402
+from ledi_kedro.core.objectives import (  # noqa: E402
+    autoencoder_loss, classifier_loss, fm_gaussian_prior_loss, fm_learned_prior_loss, latent_flow_loss, prior_loss,
+)
 from ledi_kedro.core.sampling import GaussianSampler, LeDiFlowSampler  # noqa: E402
 from ledi_kedro.core.subsets import seeded_indices  # noqa: E402
-from ledi_kedro.core.tasks import (  # noqa: E402
-    as_float, autoencoder_loss, classifier_accuracy, classifier_loss, encode_latents, encode_moments, fit_latent_scale,
-    fm_gaussian_prior_loss, fm_learned_prior_loss, latent_flow_loss, prior_loss,
-)
 from ledi_kedro.core.trainer import TrainConfig, Trainer  # noqa: E402
-from ledi_kedro.core.uncertainty import QualityBootstrap  # noqa: E402
 
 log = logging.getLogger("quality_benchmark")
 FMNIST_FALLBACK = Path("/usr/share/datasets/fashion-mnist")

@@ -21,6 +21,27 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
+def deep_merge(base: dict, override: dict) -> dict:
+    """``base`` with ``override``'s keys replaced, recursing into mappings (like Kedro's soft merge)."""
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def base_params(overrides: dict | None = None) -> dict:
+    """Every parameter section as conf/base defines it, with ``overrides`` merged in: tests run the
+    settings users run, changed only where a test says so."""
+    import copy
+
+    import yaml
+
+    params: dict = {}
+    for path in sorted((PROJECT_ROOT / "conf" / "base").glob("parameters*.yml")):
+        params.update(yaml.safe_load(path.read_text()) or {})
+    return deep_merge(copy.deepcopy(params), overrides or {})
+
+
 def encode(img: Image.Image, fmt: str, **kwargs) -> bytes:
     buf = io.BytesIO()
     img.save(buf, format=fmt, **kwargs)
@@ -132,17 +153,14 @@ TINY_PROJECT_YAML = """
 run: {device: cpu, max_train_images: null}
 preprocess: {image: {resolution: 8, small_images: resize}}
 embedder:
-  domain_width: 2
-  domain_feature_dim: 4
+  model: {width: 2, feature_dim: 4}
   train: {steps: 2, batch_size: 4, warmup_steps: 1, log_every: 1, checkpoint_every: 2}
 prior:
-  z_dim: 4
-  base_channels: 8
+  model: {z_dim: 4, base_channels: 8}
   eval_images: 4
   train: {steps: 4, batch_size: 8, warmup_steps: 2, log_every: 2, checkpoint_every: 2, eval_every: 2}
 latent_flow:
-  hidden: 16
-  depth: 1
+  model: {hidden: 16, depth: 1}
   sample_steps: 2
   train: {steps: 4, batch_size: 8, warmup_steps: 2, log_every: 2, checkpoint_every: 2}
 fm:

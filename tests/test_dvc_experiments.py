@@ -5,6 +5,8 @@ import hashlib
 import json
 import time
 
+import pytest
+
 from tests.conftest import run
 
 
@@ -20,6 +22,7 @@ def tree_hash(folder):
     return h.hexdigest()
 
 
+@pytest.mark.slow
 def test_two_queued_experiments_run_in_parallel_with_their_own_checkpoints(tiny_trained_project):
     project = tiny_trained_project
     ok(run(["git", "add", "-A"], project))

@@ -7,6 +7,8 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import run
 
 MODELS = ("quality_embedder", "prior", "latent_flow", "fm_ledi", "fm_gaussian")
@@ -31,6 +33,7 @@ def ok(proc):
     return proc.stdout + proc.stderr
 
 
+@pytest.mark.slow
 def test_push_pull_round_trip_and_identical_rerun(tiny_trained_project, tmp_path):
     a = tiny_trained_project
     ok(run(["git", "add", "-A"], a))

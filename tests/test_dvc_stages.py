@@ -24,12 +24,13 @@ def test_every_pipeline_has_a_complete_stage(required):
 def test_the_derivation_sees_code_catalog_params_and_data(required):
     fm = required["train_fm"]
     assert {"src/ledi_kedro/params.py", "src/ledi_kedro/settings.py", "src/ledi_kedro/hooks.py",
-            "src/ledi_kedro/pipelines/training.py", "src/ledi_kedro/core/trainer.py", "src/ledi_kedro/datasets/models.py",
+            "src/ledi_kedro/training.py", "src/ledi_kedro/core/trainer.py", "src/ledi_kedro/datasets/models.py",
             "conf/base/catalog.yml", "conf/local", "data/06_models/quality_embedder"} <= fm.deps
     assert set(fm.params) == {"fm", "ledi", "gaussian", "run"}
     assert "data/06_models/fm_ledi" in fm.outs and "data/08_reporting/training_quality.png" in fm.outs
-    tune = required["tune"]  # tune runs other pipelines' nodes and copies every parameter section
-    assert "src/ledi_kedro/pipelines/train_prior/nodes.py" in tune.deps and "prior" in tune.params
+    tune = required["tune"]  # tune chains the shared training steps and copies every parameter section
+    assert "src/ledi_kedro/training.py" in tune.deps and "prior" in tune.params
+    assert not any(d.startswith("src/ledi_kedro/pipelines/train_") for d in tune.deps)  # no pipeline imports another
     assert required["preprocess"].params["data_source"] == "conf/local/parameters_data_source.yml"
     assert dvc_deps.SOURCE_DEP in required["preprocess"].deps
 

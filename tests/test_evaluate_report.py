@@ -10,6 +10,7 @@ from kedro.runner import SequentialRunner
 
 from ledi_kedro.core.embedders import ClipEmbedder, ClipWeightsUnavailable, InceptionEmbedder, InceptionWeightsUnavailable
 from ledi_kedro.pipelines import evaluate, report
+from tests.conftest import deep_merge
 from tests.test_preprocess_pipeline import KeptDataset
 from tests.test_training_pipelines import image_split, run_chain, tiny_params
 
@@ -25,8 +26,8 @@ TINY_EVAL = {
 def evaluated(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("eval")
     trained = run_chain(tmp)
-    params = tiny_params(tmp) | {"evaluate": TINY_EVAL, "report": {"title": "tiny", "hash_paths": [str(tmp / "h.bin"),
-                                                                                                  str(tmp / "nope")]}}
+    params = deep_merge(tiny_params(tmp), {"evaluate": TINY_EVAL,
+                                           "report": {"title": "tiny", "hash_paths": [str(tmp / "h.bin"), str(tmp / "nope")]}})
     (tmp / "h.bin").write_bytes(b"abc")
     catalog = DataCatalog({"parameters": MemoryDataset(params)})
     for key, value in params.items():
@@ -53,7 +54,7 @@ def test_sweep_table(evaluated):
     assert table.filter(pl.col("solver") == "dopri5").height == 2
     assert set(table.filter(pl.col("solver") == "none")["model"]) == {"real_train", "prior_x0", "gaussian_noise"}
     ledi_rows = table.filter(pl.col("model") == "ledi")
-    assert (ledi_rows["prior_nfe"] == 4).all()  # latent sampler: 2 midpoint steps
+    assert (ledi_rows["latent_nfe"] == 4).all()  # latent sampler: 2 midpoint steps
     assert (table["n_samples"].filter(table["solver"] != "none") == 12).all() and (table["n_reference"] == 16).all()
     assert (table.filter(pl.col("solver") != "none")["seconds_per_image"] > 0).all()
 

@@ -12,6 +12,7 @@ from kedro.runner import SequentialRunner
 
 from ledi_kedro.pipelines.preprocess import create_pipeline
 from ledi_kedro.pipelines.preprocess.nodes import BadImagesError, NoUsableImagesError
+from tests.conftest import base_params, deep_merge
 
 OUTPUTS = ["image_manifest", "train_image_tensors", "test_image_tensors", "preprocess_report", "preprocess_metrics"]
 
@@ -23,10 +24,11 @@ class KeptDataset(MemoryDataset):
         pass
 
 
-def run_preprocess(params: dict) -> dict:
-    """``params``: the preprocess section, plus the data source under ``source``."""
-    params = dict(params)
+def run_preprocess(overrides: dict) -> dict:
+    """conf/base's preprocess section with ``overrides``, and the data source under ``source``."""
+    params = dict(overrides)
     source = params.pop("source")
+    params = deep_merge(base_params()["preprocess"], params)
     catalog = DataCatalog({"params:preprocess": MemoryDataset(params), "params:data_source": MemoryDataset(source)})
     for name in OUTPUTS:
         catalog[name] = KeptDataset(copy_mode="assign")

@@ -5,14 +5,14 @@ import numpy as np
 import pytest
 import torch
 
-from ledi_kedro.core.config import from_dict
 from ledi_kedro.core.models import ClassifierConfig, DomainClassifier, PriorConfig, PriorModel
-from ledi_kedro.core.registry import TrainedModel
+from ledi_kedro.core.artifacts import TrainedModel
 from ledi_kedro.core.subsets import class_coverage, seeded_indices, seeded_rows
 from ledi_kedro.pipelines.evaluate.nodes import embed_reference
 from ledi_kedro.pipelines.train_prior.nodes import evaluate_prior
-from ledi_kedro.pipelines.tune.nodes import TuneParams, scoring_set
-from tests.conftest import encode
+from ledi_kedro.params import parse
+from ledi_kedro.pipelines.tune.nodes import scoring_set
+from tests.conftest import base_params, encode
 from tests.test_preprocess_pipeline import folder_params, run_preprocess
 
 N_CLASSES, PER_CLASS = 10, 40
@@ -50,15 +50,15 @@ def test_every_consumer_samples_across_all_classes(class_sorted_split):
     n = 20
     judge = TrainedModel("classifier", cfg := ClassifierConfig(1, 8, N_CLASSES, width=2, feature_dim=4),
                          DomainClassifier(cfg), None)
-    ref = embed_reference(judge, train, test, {"n_samples": n, "n_reference": n, "seed": 0}, {"device": "cpu"})
+    params = base_params({"evaluate": {"n_samples": n, "n_reference": n, "seed": 0}, "run": {"device": "cpu", "seed": 0},
+                          "prior": {"eval_images": n}, "tune": {"objective": {"n_reference": n}}})
+    ref = embed_reference(judge, train, test, params["evaluate"], params["run"])
     assert ref["coverage"]["reference"]["n_classes"] >= 9 and ref["coverage"]["reference"]["n"] == n
     assert ref["coverage"]["real_vs_real"]["n_classes"] >= 9
     prior = TrainedModel("prior", pc := PriorConfig(1, 8, z_dim=2, base_channels=4, bottleneck=4), PriorModel(pc), None)
-    metrics = evaluate_prior(prior, test, _history(), {"eval_images": n}, {"device": "cpu", "seed": 0})
+    metrics = evaluate_prior(prior, test, _history(), params["prior"], params["run"])
     assert metrics["n_test_images"] == n and metrics["n_test_classes"] >= 9
-    tp = from_dict(TuneParams, {"search_space": {"x": {"type": "float", "low": 0, "high": 1}},
-                                "objective": {"n_reference": n}})
-    scoring = scoring_set(test, tp)
+    scoring = scoring_set(test, parse("tune", params["tune"]))
     assert class_coverage(scoring["labels"])["n_classes"] >= 9
 
 

@@ -15,12 +15,12 @@ TRAIN = "steps={steps},batch_size=8,warmup_steps=2,log_every=2,checkpoint_every=
 def tiny_cli_params(fmnist: Path, ckpt: Path, fm_steps: int = 4, every: int = 2) -> str:
     parts = [f"data_source.path={fmnist}", "preprocess.image.resolution=8", "preprocess.image.small_images=resize",
              "run.device=cpu", f"run.checkpoint_root={ckpt}",
-             "prior.z_dim=4", "prior.base_channels=8", "prior.eval_images=4",
-             "latent_flow.hidden=16", "latent_flow.depth=1", "latent_flow.sample_steps=2",
+             "prior.model.z_dim=4", "prior.model.base_channels=8", "prior.eval_images=4",
+             "latent_flow.model.hidden=16", "latent_flow.model.depth=1", "latent_flow.sample_steps=2",
              "fm.model.size=T", "fm.model.patch_size=2", f"fm.train.eval_every={every}", "fm.train.plateau_patience=0",
              "fm.monitor.n_samples=4", "fm.monitor.n_reference=4", "fm.monitor.batch_size=4",
              "gaussian.variant.monitor_nfe=4", "prior.train.eval_every=0",
-             "embedder.domain_width=2", "embedder.domain_feature_dim=4"]
+             "embedder.model.width=2", "embedder.model.feature_dim=4"]
     for section, steps in (("prior", 4), ("latent_flow", 4), ("fm", fm_steps), ("embedder", 2)):
         parts += [f"{section}.train.{kv}" for kv in TRAIN.format(steps=steps, every=every).split(",")]
     return ",".join(parts)
@@ -41,6 +41,7 @@ def trained_project(project_copy, tiny_fashion_mnist):
     return project_copy, tiny_fashion_mnist, ckpt
 
 
+@pytest.mark.slow
 def test_chain_then_kill_and_resume(trained_project):
     project, fmnist, ckpt = trained_project
     for name in ("prior", "latent_flow", "fm_ledi", "fm_gaussian"):
@@ -79,6 +80,7 @@ def test_invalid_parameter_stops_before_any_node(project_copy, tiny_fashion_mnis
     assert not (project_copy / "data/05_model_input/train_images.safetensors").exists()
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes(trained_project):
     project, fmnist, _ = trained_project
     ckpt = project / "ddp_ckpt"

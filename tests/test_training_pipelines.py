@@ -1,7 +1,5 @@
 """Training pipelines on tiny configurations: in-memory runs, parameter validation, pretrained AE."""
 
-import copy
-
 import numpy as np
 import polars as pl
 import pytest
@@ -10,25 +8,30 @@ from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 
 from ledi_kedro.core.config import ConfigError
-from ledi_kedro.core.registry import TrainedModel
+from ledi_kedro.core.artifacts import TrainedModel
 from ledi_kedro.params import validate_all
 from ledi_kedro.pipelines import train_autoencoder, train_embedder, train_fm, train_latent_flow, train_prior
+from tests.conftest import base_params
 from tests.test_preprocess_pipeline import KeptDataset
 
-TINY_TRAIN = {"steps": 6, "batch_size": 8, "lr": 1e-3, "warmup_steps": 2, "log_every": 3, "checkpoint_every": 3}
+TINY_TRAIN = {"steps": 6, "batch_size": 8, "lr": 1e-3, "warmup_steps": 2, "log_every": 3, "checkpoint_every": 3,
+              "eval_every": 0, "plateau_patience": 0}
 
 
 def tiny_params(tmp_path, space="pixel"):
-    return copy.deepcopy({
-        "run": {"seed": 0, "space": space, "device": "cpu", "checkpoint_root": str(tmp_path / "ckpt")},
-        "autoencoder": {"latent_channels": 2, "base_channels": 8, "levels": 1, "train": dict(TINY_TRAIN)},
-        "prior": {"z_dim": 4, "base_channels": 8, "bottleneck": 4, "eval_images": 8, "train": dict(TINY_TRAIN)},
-        "latent_flow": {"hidden": 16, "depth": 1, "sample_steps": 2, "train": dict(TINY_TRAIN)},
+    """conf/base with tiny models, budgets and 8-px images."""
+    return base_params({
+        "run": {"seed": 0, "space": space, "device": "cpu", "checkpoint_root": str(tmp_path / "ckpt"),
+                "max_train_images": None},
+        "autoencoder": {"model": {"latent_channels": 2, "base_channels": 8, "levels": 1}, "train": dict(TINY_TRAIN)},
+        "prior": {"model": {"z_dim": 4, "base_channels": 8, "bottleneck": 4}, "eval_images": 8,
+                  "train": dict(TINY_TRAIN)},
+        "latent_flow": {"model": {"hidden": 16, "depth": 1}, "sample_steps": 2, "train": dict(TINY_TRAIN)},
         "fm": {"model": {"size": "T", "patch_size": 2}, "train": dict(TINY_TRAIN, eval_every=3),
                "monitor": {"n_samples": 4, "n_reference": 8, "batch_size": 4}},
-        "ledi": {"variant": {"prior": "learned", "name": "fm_ledi", "monitor_nfe": 2}},
-        "gaussian": {"variant": {"prior": "gaussian", "name": "fm_gaussian", "monitor_nfe": 4}},
-        "embedder": {"domain_width": 2, "domain_feature_dim": 4,
+        "ledi": {"variant": {"monitor_nfe": 2}},
+        "gaussian": {"variant": {"monitor_nfe": 4}},
+        "embedder": {"model": {"width": 2, "feature_dim": 4},
                      "train": {"steps": 2, "batch_size": 8, "warmup_steps": 1, "log_every": 1, "checkpoint_every": 2}},
         "preprocess": {"image": {"resolution": 8, "channels": 1}},
     })
@@ -97,10 +100,11 @@ def test_latent_chain(tmp_path):
     (("fm", "train", "steps", 0), "fm.train: steps must be a positive integer, got 0"),
     (("fm", "train", "steps", -5), "steps must be a positive integer, got -5"),
     (("latent_flow", "sample_solver", None, "rk5"), "unknown sample_solver 'rk5'"),
-    (("fm", "model", "size", "XL"), "unknown model size 'XL'"),
+    (("fm", "model", "size", "XL"), "unknown DiT size 'XL'"),
     (("fm", "model", "patch_size", 3), "fm.model.patch_size=3 does not divide the resolution 8"),
     (("prior", "loss", None, "mse"), "prior.loss: 'mse' is not one of"),
     (("fm", "model", "depth", 3), "unknown parameter"),
+    (("fm", "model", "in_channels", 3), "in_channels come.s. from the data"),
 ])
 def test_parameter_errors_name_the_value(tmp_path, change, message):
     params = tiny_params(tmp_path)
@@ -118,7 +122,7 @@ def test_latent_space_needs_an_autoencoder(tmp_path):
     params["autoencoder"]["kind"] = "none"
     with pytest.raises(ConfigError, match="latent space needs an autoencoder"):
         validate_all(params)
-    params["autoencoder"] = {"kind": "pretrained"}
+    params["autoencoder"] = dict(params["autoencoder"], kind="pretrained")
     with pytest.raises(ConfigError, match="needs pretrained_path"):
         validate_all(params)
 
@@ -132,8 +136,9 @@ def test_pretrained_diffusers_autoencoder(tmp_path):
     vae.save_pretrained(tmp_path / "vae")
     from ledi_kedro.pipelines.train_autoencoder.nodes import cache_latents, train_autoencoder
 
-    run = {"space": "latent", "device": "cpu", "checkpoint_root": str(tmp_path / "ck")}
-    ae = {"kind": "pretrained", "pretrained_path": str(tmp_path / "vae")}
+    params = base_params({"run": {"space": "latent", "device": "cpu", "checkpoint_root": str(tmp_path / "ck")},
+                          "autoencoder": {"kind": "pretrained", "pretrained_path": str(tmp_path / "vae")}})
+    run, ae = params["run"], params["autoencoder"]
     rng = np.random.default_rng(0)
     split = {"images": torch.from_numpy(rng.integers(0, 256, (6, 1, 32, 32), dtype=np.uint8)), "labels": torch.zeros(6)}
     model, history = train_autoencoder(split, ae, run)
@@ -143,4 +148,4 @@ def test_pretrained_diffusers_autoencoder(tmp_path):
     assert abs(float(train["images"].std()) - 1.0) < 0.05  # scale fitted to unit variance
     assert "test_psnr_db" in metrics
     with pytest.raises(Exception, match="config.json is missing"):
-        train_autoencoder(split, {"kind": "pretrained", "pretrained_path": str(tmp_path)}, run)
+        train_autoencoder(split, dict(ae, pretrained_path=str(tmp_path)), run)

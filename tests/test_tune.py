@@ -10,21 +10,22 @@ import torch.multiprocessing as mp
 import yaml
 
 from ledi_kedro.core.models import ClassifierConfig, DomainClassifier
-from ledi_kedro.core.registry import TrainedModel
+from ledi_kedro.core.artifacts import TrainedModel
 from ledi_kedro.pipelines.tune.nodes import best_params_for_kedro, run_study
+from tests.conftest import base_params, deep_merge
 from tests.test_evaluate_report import TINY_EVAL
 from tests.test_training_pipelines import image_split, tiny_params
 
 
 def tune_params(tmp_path, n_trials, worker=0):
-    return {
+    return base_params()["tune"] | {
         "n_trials": n_trials, "study_name": "tiny", "storage": str(tmp_path / "tune" / "study.db"), "seed": 0,
         "objective": {"nfe": 2, "solver": "euler", "n_samples": 8, "n_reference": 8},
         "budget": {"prior_steps": 2, "latent_flow_steps": 2, "fm_steps": 4, "report_every": 2},
         "pruner_startup_trials": 1, "pruner_warmup_steps": 0,
         "search_space": {"prior.beta_kl": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True},
                          "fm.model.size": {"type": "categorical", "choices": ["T"]},
-                         "latent_flow.depth": {"type": "int", "low": 1, "high": 2}},
+                         "latent_flow.model.depth": {"type": "int", "low": 1, "high": 2}},
         "worker": worker, "heartbeat_s": 1, "stale_after_s": 2,
     }
 
@@ -36,7 +37,7 @@ def tiny_judge():
 
 
 def run(tmp_path, n_trials, worker=0):
-    params = tiny_params(tmp_path) | {"evaluate": TINY_EVAL}
+    params = deep_merge(tiny_params(tmp_path), {"evaluate": TINY_EVAL})
     params["run"]["checkpoint_root"] = str(tmp_path / "ckpt")
     return run_study(image_split(32, 0), image_split(16, 1), tiny_judge(), params,
                      tune_params(tmp_path, n_trials, worker))

@@ -38,9 +38,20 @@ def test_load_sampler_errors(tiny_trained_project, tmp_path):
         ledi_kedro.load_sampler(models / "fm_ledi", prior=tmp_path)
 
 
-def ledi_cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "ledi_kedro.sampler_cli", *args], capture_output=True, text=True,
-                          timeout=300, cwd=cwd)
+def ledi_cli(*args):
+    """`ledi ...` in this process (the entry point is `ledi_kedro.sampler_cli:main`): code, stdout, stderr."""
+    import contextlib
+    import io
+
+    from ledi_kedro.sampler_cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(list(args))
+        except SystemExit as exc:  # argparse errors and --help
+            code = exc.code
+    return subprocess.CompletedProcess(["ledi", *args], code, out.getvalue(), err.getvalue())
 
 
 def test_cli_generate_and_interpolate(tiny_trained_project, tmp_path):
@@ -65,7 +76,7 @@ def test_cli_errors_and_help(tiny_trained_project, tmp_path):
     proc = ledi_cli("generate", "--model", str(tiny_trained_project / "data/06_models/prior"), "--out", "x.png")
     assert proc.returncode == 2 and "not a flow model" in proc.stderr
     proc = ledi_cli("generate", "--model", "m", "--out", "x.png", "--solver", "midpoint", "--nfe", "3")
-    assert proc.returncode == 2 and "--nfe 3 is not a positive multiple of midpoint's 2" in proc.stderr
+    assert proc.returncode == 2 and "--nfe: nfe=3 is not a positive multiple of midpoint's 2" in proc.stderr
     helptext = ledi_cli("generate", "--help").stdout
     for option in ("--model", "--n ", "--nfe", "--solver", "--seed", "--out", "--device", "--precision", "--prior",
                    "--latent-flow", "--autoencoder", "--rtol", "--nrow"):
@@ -104,3 +115,9 @@ def test_notebook_runs_top_to_bottom(tiny_trained_project):
                    resources={"metadata": {"path": str(tiny_trained_project / "notebooks")}}).execute()
     outputs = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
     assert "LeDiFlowSampler" in outputs and "images" in outputs
+
+
+def test_the_ledi_entry_point_is_installed():
+    proc = subprocess.run([sys.executable, "-m", "ledi_kedro.sampler_cli", "--help"], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0 and "generate" in proc.stdout and "interpolate" in proc.stdout

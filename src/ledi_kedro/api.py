@@ -15,9 +15,8 @@ import torch
 
 from .core.checkpoint import CheckpointError
 from .core.distributed import resolve_device
-from .core.registry import TrainedModel, load_trained
+from .core.artifacts import TrainedModel, load_trained, make_sampler
 from .core.sampling import FlowSampler
-from .core.system import make_sampler
 
 
 class ModelNotFoundError(FileNotFoundError):

@@ -12,12 +12,12 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image
 
-from .core.solvers import ADAPTIVE_SOLVERS, SOLVERS, stages
+from .core.data.tensors import image_grid
 from .core.io import atomic_path
+from .core.solvers import ADAPTIVE_SOLVERS, SOLVERS, steps_for_nfe
 
 EPILOG = """Model folders are those the pipelines write (data/06_models/fm_ledi, fm_gaussian). A LeDiFlow
 model also loads its sibling folders prior/ and latent_flow/ (and autoencoder/ in latent space);
@@ -26,14 +26,7 @@ model also loads its sibling folders prior/ and latent_flow/ (and autoencoder/ i
 
 def save_grid(images: torch.Tensor, out: Path, nrow: int) -> None:
     """Images in [-1, 1] (N, C, H, W) -> one PNG grid with ``nrow`` images per row, 2 px gaps."""
-    x = ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu()
-    n, c, h, w = x.shape
-    rows = math.ceil(n / nrow)
-    canvas = np.zeros((rows * (h + 2) + 2, nrow * (w + 2) + 2, c), dtype=np.uint8)
-    for i in range(n):
-        r, col = divmod(i, nrow)
-        canvas[2 + r * (h + 2): 2 + r * (h + 2) + h, 2 + col * (w + 2): 2 + col * (w + 2) + w] = x[i].permute(1, 2, 0)
-    img = Image.fromarray(canvas[..., 0] if c == 1 else canvas)
+    img = Image.fromarray(image_grid(images, nrow, pad=2))
     with atomic_path(out, suffix=out.suffix) as tmp:
         img.save(tmp, format="PNG")
 
@@ -86,9 +79,10 @@ def main(argv: list[str] | None = None) -> int:
         kwargs = {"rtol": args.rtol, "atol": args.rtol}
     else:
         kwargs = {"nfe": args.nfe if args.nfe is not None else 4}
-        k = stages(args.solver)
-        if kwargs["nfe"] < k or kwargs["nfe"] % k:
-            parser.error(f"--nfe {kwargs['nfe']} is not a positive multiple of {args.solver}'s {k} evaluations per step")
+        try:
+            steps_for_nfe(args.solver, kwargs["nfe"])
+        except ValueError as exc:
+            parser.error(f"--nfe: {exc}")
     if args.command == "generate" and args.n < 1:
         parser.error("--n must be positive")
     if args.command == "interpolate" and args.solver in ADAPTIVE_SOLVERS:
@@ -111,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     save_grid(res.images, args.out, nrow)
     kind = "LeDiFlow" if isinstance(sampler, LeDiFlowSampler) else "Gaussian-prior"
     print(f"{args.out}: {res.images.shape[0]} images from the {kind} model, {args.solver}, image NFE {res.nfe}"
-          f"{f' + latent sampler NFE {res.prior_nfe}' if res.prior_nfe else ''}, {seconds:.2f} s")
+          f"{f' + latent sampler NFE {res.latent_nfe}' if res.latent_nfe else ''}, {seconds:.2f} s")
     return 0
 
 

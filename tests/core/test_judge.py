@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from ledi_kedro.core.models import ClassifierConfig, DomainClassifier
-from ledi_kedro.core.tasks import augment_images, classifier_accuracy, classifier_loss
+from ledi_kedro.core.metrics.model_quality import classifier_accuracy
+from ledi_kedro.core.objectives import augment_images, classifier_loss
 from ledi_kedro.core.trainer import TrainConfig, Trainer
 
 

@@ -6,7 +6,7 @@ import torch
 from ledi_kedro.core.metrics import (
     frechet_distance, gaussian_frechet_distance, kid, median_heuristic_sigma, mmd_rbf,
 )
-from ledi_kedro.core.speedup import matched_quality_speedup, reference_from_curve
+from ledi_kedro.core.metrics.speedup import matched_quality_speedup, reference_from_curve
 
 
 def test_frechet_distance_of_gaussians_with_known_moments():

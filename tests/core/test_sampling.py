@@ -3,7 +3,8 @@ import torch
 from torch import nn
 
 from ledi_kedro.core.models import DiT, DiTConfig, LatentFlow, LatentFlowConfig, PriorConfig, PriorModel
-from ledi_kedro.core.sampling import GaussianSampler, LeDiFlowSampler, slerp, straightness
+from ledi_kedro.core.metrics.model_quality import straightness
+from ledi_kedro.core.sampling import GaussianSampler, LeDiFlowSampler, slerp
 
 SHAPE = (1, 8, 8)
 
@@ -32,7 +33,7 @@ def test_shapes_nfe_and_seeds(samplers, which):
     a = s.sample(3, nfe=4, solver="midpoint", seed=5)
     assert a.images.shape == (3, *SHAPE) and a.x0.shape == (3, *SHAPE)
     assert a.nfe == 4
-    assert a.prior_nfe == (0 if which == 0 else 4 * 2)  # latent sampler: 4 midpoint steps
+    assert a.latent_nfe == (0 if which == 0 else 4 * 2)  # latent sampler: 4 midpoint steps
     torch.testing.assert_close(s.sample(3, nfe=4, solver="midpoint", seed=5).images, a.images, rtol=0, atol=0)
     assert not torch.equal(s.sample(3, nfe=4, solver="midpoint", seed=6).images, a.images)
     assert s.sample(2, solver="dopri5", seed=0).nfe > 0
@@ -66,11 +67,16 @@ def test_interpolation_end_points(samplers):
 
 
 def test_slerp_end_points_and_norm():
-    a, b = torch.randn(1, 64), torch.randn(1, 64)
-    alpha = torch.tensor([0.0, 0.5, 1.0])
-    out = slerp(a.expand(3, -1), b.expand(3, -1), alpha)
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(1, 64, generator=g), torch.randn(1, 64, generator=g)
+    b = b / b.norm() * a.norm()  # equal norms: slerp stays on the sphere between them
+    alpha = torch.linspace(0, 1, 7)
+    out = slerp(a.expand(7, -1), b.expand(7, -1), alpha)
     torch.testing.assert_close(out[0], a[0])
-    torch.testing.assert_close(out[2], b[0])
+    torch.testing.assert_close(out[-1], b[0])
+    torch.testing.assert_close(out.norm(dim=1), a.norm().expand(7), rtol=1e-5, atol=1e-5)
+    lerp_mid = (a[0] + b[0]) / 2
+    assert lerp_mid.norm() < 0.95 * a.norm()  # a straight line would shrink the norm of Gaussian noise
 
 
 @pytest.mark.parametrize("which", [0, 1])

@@ -55,6 +55,15 @@ CFG = TrainConfig(steps=12, batch_size=8, lr=1e-2, warmup_steps=3, checkpoint_ev
                   ema_decay=0.9, device="cpu")
 
 
+def run_params(checkpoint_root, on_config_change):
+    """conf/base's run section with the given checkpoint root and stale-checkpoint policy."""
+    from ledi_kedro.params import parse
+    from tests.conftest import base_params
+
+    return parse("run", base_params({"run": {"checkpoint_root": str(checkpoint_root),
+                                             "on_config_change": on_config_change}})["run"])
+
+
 def weights(module):
     return {k: v.clone() for k, v in module.state_dict().items()}
 
@@ -137,10 +146,9 @@ def test_other_data_or_fewer_steps_make_checkpoints_stale(tmp_path):
 
 
 def test_restart_policy_retrains_from_scratch(tmp_path):
-    from ledi_kedro.params import RunParams
-    from ledi_kedro.pipelines.training import run_training
+    from ledi_kedro.training import run_training
 
-    run = RunParams(checkpoint_root=str(tmp_path), on_config_change="restart")
+    run = run_params(str(tmp_path), "restart")
     first = run_training("net", Net, regression_loss, make_data(), CFG, run, {"kind": "net"})
     shorter = TrainConfig(**{**CFG.__dict__, "steps": 6})
     again = run_training("net", Net, regression_loss, make_data(), shorter, run, {"kind": "net"})
@@ -148,7 +156,7 @@ def test_restart_policy_retrains_from_scratch(tmp_path):
     assert first.loss_history[:6] == again.loss_history  # same seed, same first 6 steps
     with pytest.raises(Exception, match="beyond steps=3"):
         run_training("net", Net, regression_loss, make_data(), TrainConfig(**{**CFG.__dict__, "steps": 3}),
-                     RunParams(checkpoint_root=str(tmp_path), on_config_change="error"), {"kind": "net"})
+                     run_params(str(tmp_path), "error"), {"kind": "net"})
 
 
 def test_truncated_checkpoint_names_the_file(tmp_path):
@@ -299,20 +307,19 @@ def _load_loss_module(path, scale):
 
 def test_a_finished_model_is_retrained_after_its_loss_code_changes(tmp_path):
     from ledi_kedro.core.checkpoint import StaleCheckpointError
-    from ledi_kedro.params import RunParams
-    from ledi_kedro.pipelines.training import run_training
+    from ledi_kedro.training import run_training
 
     src = tmp_path / "src" / "user_losses_v.py"
     src.parent.mkdir()
     module = _load_loss_module(src, "1.0")
-    restart = RunParams(checkpoint_root=str(tmp_path / "ckpt"), on_config_change="restart")
+    restart = run_params(str(tmp_path / "ckpt"), "restart")
     first = run_training("net", Net, module.make_loss(), make_data(), CFG, restart, {"kind": "net"})
     again = run_training("net", Net, module.make_loss(), make_data(), CFG, restart, {"kind": "net"})
     assert again.resumed_from == 12  # unchanged code: the finished model is reused
     module = _load_loss_module(src, "0.5")  # the loss's helper changes what is learned
     with pytest.raises(StaleCheckpointError, match=r"the code changed: fn:user_losses_v\.scaled"):
         run_training("net", Net, module.make_loss(), make_data(), CFG,
-                     RunParams(checkpoint_root=str(tmp_path / "ckpt"), on_config_change="error"), {"kind": "net"})
+                     run_params(str(tmp_path / "ckpt"), "error"), {"kind": "net"})
     retrained = run_training("net", Net, module.make_loss(), make_data(), CFG, restart, {"kind": "net"})
     assert retrained.resumed_from is None and retrained.loss_history != first.loss_history
     # a comment or docstring is not a change of the code
@@ -327,16 +334,15 @@ def test_a_finished_model_is_retrained_after_its_loss_code_changes(tmp_path):
 
 
 def test_restart_also_replaces_checkpoints_that_no_longer_load(tmp_path):
-    from ledi_kedro.params import RunParams
-    from ledi_kedro.pipelines.training import run_training
+    from ledi_kedro.training import run_training
 
-    run = RunParams(checkpoint_root=str(tmp_path), on_config_change="restart")
+    run = run_params(str(tmp_path), "restart")
     run_training("net", Net, regression_loss, make_data(), CFG, run, {"kind": "net"})
     last = list_checkpoints(tmp_path / "net")[-1]
     (last / "model.safetensors").write_bytes(b"truncated")
     with pytest.raises(CheckpointError, match="model.safetensors"):
         run_training("net", Net, regression_loss, make_data(), CFG,
-                     RunParams(checkpoint_root=str(tmp_path), on_config_change="error"), {"kind": "net"})
+                     run_params(str(tmp_path), "error"), {"kind": "net"})
     again = run_training("net", Net, regression_loss, make_data(), CFG, run, {"kind": "net"})
     assert again.resumed_from is None and again.steps == 12
 
@@ -416,3 +422,46 @@ def test_ddp_nan_on_one_rank_stops_every_rank_without_a_bad_checkpoint(tmp_path)
     for rank in (0, 1):
         assert "loss became nan at step 6" in (tmp_path / f"rank{rank}.txt").read_text(), rank
     assert [p.name for p in list_checkpoints(tmp_path / "ckpt")] == ["step_00000004"]
+
+
+# ---------------------------------------------------------------- the loop's small pieces
+
+def test_ema_follows_the_model_with_warm_up():
+    from ledi_kedro.core.trainer import _EMA
+
+    model = nn.Linear(2, 1, bias=False)
+    with torch.no_grad():
+        model.weight.fill_(0.0)
+    ema = _EMA(model, decay=0.9, warmup=True)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    ema.update(model, step=0)  # warm-up decay min(0.9, 1/10) = 0.1: the EMA moves 90% of the way
+    torch.testing.assert_close(ema.module.weight, torch.full((1, 2), 0.9))
+    ema.update(model, step=1000)  # then the configured decay 0.9
+    torch.testing.assert_close(ema.module.weight, torch.full((1, 2), 0.9 + 0.1 * 0.1))
+    assert not ema.module.weight.requires_grad
+
+
+def test_interval_log_averages_and_stops_on_non_finite_losses():
+    from ledi_kedro.core.trainer import _IntervalLog
+
+    log = _IntervalLog("net")
+    for v in (1.0, 3.0):
+        log.add(torch.tensor(v), {"acc": torch.tensor(v / 4)})
+    losses, entry = log.flush(step=2, lr=0.1, last_good=None)
+    assert losses == [1.0, 3.0] and entry == {"step": 2, "loss": 2.0, "lr": 0.1, "acc": 0.5}
+    log.add(torch.tensor(1.0), {})
+    log.add(torch.tensor(float("inf")), {})
+    with pytest.raises(NonFiniteLossError, match="loss became inf at step 4.*no checkpoint was written"):
+        log.flush(step=4, lr=0.1, last_good=None)
+
+
+def test_stale_reasons_name_settings_data_and_code():
+    from ledi_kedro.core.trainer import _RESUMABLE_CHANGES, stale_reasons
+
+    old = {"train_config": {"lr": 0.1, "steps": 5}, "model_config": {"size": "T"}, "data_hash": "a",
+           "code": {"m": "1", "n": "2"}}
+    new = {"train_config": {"lr": 0.2, "steps": 9}, "model_config": {"size": "T"}, "data_hash": "b",
+           "code": {"m": "1", "n": "3"}}
+    reasons = stale_reasons(old, new, _RESUMABLE_CHANGES)
+    assert reasons == ["train.lr: 0.1 -> 0.2", "the training data differ", "the code changed: n"]

@@ -4,10 +4,10 @@ noise of the full-sample value, and speedup intervals / reliability checks read 
 import pytest
 import torch
 
-from ledi_kedro.core.comparison import Curve, PointWithInterval, compare, paired_difference, reliability_warnings
+from ledi_kedro.core.metrics.comparison import Curve, PointWithInterval, compare, paired_difference, reliability_warnings
 from ledi_kedro.core.metrics import frechet_distance, mmd_rbf
-from ledi_kedro.core.speedup import speedup_with_interval
-from ledi_kedro.core.uncertainty import Interval, QualityBootstrap, half_sample_weights, percentile_interval
+from ledi_kedro.core.metrics.speedup import speedup_with_interval
+from ledi_kedro.core.metrics.intervals import Interval, QualityBootstrap, half_sample_weights, percentile_interval
 
 
 def test_half_sample_weights_keep_half_of_the_rows():

@@ -75,17 +75,45 @@ def _check_value(value: Any, hint: Any, where: str) -> Any:
     return value
 
 
+def from_data(default: Any = None) -> Any:
+    """A config field that the data determine (channels, resolution, ...): not a parameter, filled
+    with ``dataclasses.replace`` once the data are known; ``None`` until then."""
+    return dataclasses.field(default=default, metadata={"from_data": True})
+
+
+def is_from_data(f: dataclasses.Field) -> bool:
+    return bool(f.metadata.get("from_data"))
+
+
+def require_data_fields(config: Any) -> None:
+    """Fail clearly when a model is built from a config whose data-derived fields are still unset."""
+    unset = [f.name for f in dataclasses.fields(config) if is_from_data(f) and getattr(config, f.name) is None]
+    if unset:
+        name = type(config).__name__
+        raise ValueError(f"{name}: {', '.join(unset)} come(s) from the data; fill them with "
+                         f"dataclasses.replace(config, {unset[0]}=...) before building the model")
+
+
 def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "") -> T:
-    """Instantiate dataclass ``cls`` from ``data``; defaults fill missing keys."""
+    """Instantiate dataclass ``cls`` from ``data``; fields without a default must be given, and
+    data-derived fields (:func:`from_data`) must not be."""
     data = dict(data or {})
     hints = get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
-    unknown = sorted(set(data) - set(fields))
+    settable = {name for name, f in fields.items() if not is_from_data(f)}
+    unknown = sorted(set(data) - settable)
     if unknown:
+        derived = sorted(set(unknown) & set(fields))
+        hint = f" ({', '.join(derived)} come(s) from the data)" if derived else ""
         raise ConfigError(
-            f"{where or cls.__name__}: unknown parameter(s) {', '.join(unknown)}; "
-            f"known: {', '.join(sorted(fields))}"
+            f"{where or cls.__name__}: unknown parameter(s) {', '.join(unknown)}{hint}; "
+            f"known: {', '.join(sorted(settable))}"
         )
+    missing = sorted(name for name, f in fields.items() if name in settable and name not in data
+                     and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
+    if missing:
+        raise ConfigError(f"{where or cls.__name__}: missing parameter(s) {', '.join(missing)} "
+                          "(conf/base/parameters_*.yml lists every parameter with its default)")
     kwargs = {}
     for name, value in data.items():
         kwargs[name] = _check_value(value, hints[name], f"{where}.{name}" if where else name)

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 if TYPE_CHECKING:
-    from .registry import TrainedModel
+    from .artifacts import TrainedModel
 
 # pytorch-fid's file name for the FID Inception weights (in torch.hub's checkpoint cache).
 FID_INCEPTION_FILE = "pt_inception-2015-12-05-6726825d.pth"

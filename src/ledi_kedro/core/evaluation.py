@@ -14,7 +14,7 @@ import torch
 from .metrics import frechet_distance, kid, mmd_rbf
 from .distributed import synchronize
 from .sampling import FlowSampler, LeDiFlowSampler
-from .solvers import FIXED_SOLVERS, stages
+from .solvers import FIXED_SOLVERS, check_solver, stages
 
 Embed = Callable[[torch.Tensor], torch.Tensor]
 
@@ -45,7 +45,7 @@ class Generated:
     features: torch.Tensor
     examples: torch.Tensor  # the first few images, for grids
     nfe: float  # mean image-flow NFE per batch (adaptive solvers vary)
-    prior_nfe: float
+    latent_nfe: float
     seconds_per_image: float  # end to end: x0 (latent sampler, prior decoder), image ODE, decoder
     x0_seconds_per_image: float = 0.0  # of which drawing x0 (LeDiFlow's overhead; ~0 for N(0, I))
 
@@ -55,7 +55,7 @@ def generate_and_embed(sampler: FlowSampler, embed: Embed, n: int, batch: int, s
                        keep: int = 16) -> Generated:
     """Sample ``n`` images in batches (seeds ``seed``, ``seed + 1``, ...), time them end to end
     (latent sampler, prior, image ODE, decoder) and embed them."""
-    feats, examples, nfes, prior_nfes, seconds, x0_seconds = [], [], [], [], 0.0, 0.0
+    feats, examples, nfes, latent_nfes, seconds, x0_seconds = [], [], [], [], 0.0, 0.0
     kwargs = {"rtol": rtol, "atol": rtol} if solver == "dopri5" else {"nfe": nfe}
     done, b = 0, 0
     while done < n:
@@ -71,11 +71,11 @@ def generate_and_embed(sampler: FlowSampler, embed: Embed, n: int, batch: int, s
         if sum(e.shape[0] for e in examples) < keep:
             examples.append(images[:keep].cpu())
         nfes.append(res.nfe)
-        prior_nfes.append(res.prior_nfe)
+        latent_nfes.append(res.latent_nfe)
         done += size
         b += 1
     return Generated(torch.cat(feats), torch.cat(examples)[:keep], sum(nfes) / len(nfes),
-                     sum(prior_nfes) / len(prior_nfes), seconds / n, x0_seconds / n)
+                     sum(latent_nfes) / len(latent_nfes), seconds / n, x0_seconds / n)
 
 
 @dataclass
@@ -98,23 +98,21 @@ class SweepResult:
 def sweep(samplers: dict[str, FlowSampler], embed: Embed, reference: torch.Tensor, spec: QualitySpec,
           cfg: SweepConfig, progress: Callable[[str], None] | None = None) -> SweepResult:
     """Every sampler x solver x NFE (fixed grid, skipping NFE a solver cannot spend exactly),
-    plus dopri5 at each tolerance. Rows: model, solver, nfe, nfe_requested, prior_nfe, seed,
+    plus dopri5 at each tolerance. Rows: model, solver, nfe, nfe_requested, latent_nfe, seed,
     seconds_per_image, x0_seconds_per_image, fd, kid, mmd, n_samples, n_reference; ``features[i]``
     holds row i's embeddings (for error bars)."""
     out = SweepResult()
     for model, sampler in samplers.items():
         plans: list[tuple[str, int | None, float | None]] = []
         for solver in cfg.solvers:
-            if solver in FIXED_SOLVERS:
+            if check_solver(solver) in FIXED_SOLVERS:
                 plans += [(solver, n, None) for n in cfg.nfe_grid if n % stages(solver) == 0]
-            elif solver != "dopri5":
-                raise ValueError(f"unknown solver {solver!r}")
         plans += [("dopri5", None, r) for r in cfg.adaptive_rtols]
         for solver, nfe, rtol in plans:
             gen = generate_and_embed(sampler, embed, cfg.n_samples, cfg.batch_size, solver, nfe=nfe, rtol=rtol,
                                      seed=cfg.seed)
             row = {"model": model, "solver": solver, "nfe_requested": nfe, "rtol": rtol, "nfe": gen.nfe,
-                   "prior_nfe": gen.prior_nfe, "seed": cfg.seed, "seconds_per_image": gen.seconds_per_image,
+                   "latent_nfe": gen.latent_nfe, "seed": cfg.seed, "seconds_per_image": gen.seconds_per_image,
                    "x0_seconds_per_image": gen.x0_seconds_per_image}
             row.update(quality(gen.features, reference, spec))
             out.rows.append(row)
@@ -132,7 +130,7 @@ def prior_only_features(sampler: LeDiFlowSampler, embed: Embed, n: int, batch: i
     feats = []
     for b, start in enumerate(range(0, n, batch)):
         g = torch.Generator(device=sampler.device).manual_seed(seed + b)
-        x0, _, _ = sampler.prior(min(batch, n - start), g)
+        x0, _, _ = sampler.draw_x0(min(batch, n - start), g)
         feats.append(embed(sampler._finish(x0).float().clamp(-1, 1)))
     return torch.cat(feats)
 

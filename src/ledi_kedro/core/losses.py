@@ -47,5 +47,7 @@ def prior_reconstruction_loss(kind: PriorLossName, y: torch.Tensor, mean: torch.
     raise ValueError(f"unknown prior loss {kind!r}; use 'vgl', 'nll' or 'beta_nll'")
 
 
-def kl_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    return 0.5 * (mu.pow(2) + torch.exp(logvar) - 1.0 - logvar).mean()
+def kl_standard_normal(mu: torch.Tensor, logvar: torch.Tensor, dim: int | None = None) -> torch.Tensor:
+    """Mean over all elements (``dim=None``) or over ``dim`` (e.g. 1: per row, i.e. per z dimension)."""
+    kl = 0.5 * (mu.pow(2) + torch.exp(logvar) - 1.0 - logvar)
+    return kl.mean() if dim is None else kl.mean(dim=dim)

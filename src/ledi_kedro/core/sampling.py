@@ -2,8 +2,8 @@
 
 ``sampler.sample(n, steps=... | nfe=..., solver=..., seed=...)`` returns a :class:`SampleResult`:
 images in the model's space (decoded through the autoencoder for latent-space models), the
-prior samples x0 they started from, and the NFE spent, split into the image flow and the
-LeDiFlow overhead (latent sampler).
+starting points x0 (``draw_x0``), and the NFE spent, split into the image flow (``nfe``) and
+LeDiFlow's overhead (``latent_nfe``: the latent sampler).
 
 LeDiFlow: w ~ N(0, I) -> z by the latent flow ODE -> x0 = mu(z) + s exp(lv(z)/2) eps -> image ODE.
 Baseline: x0 ~ N(0, I) -> image ODE.
@@ -27,9 +27,9 @@ Decode = Callable[[torch.Tensor], torch.Tensor]
 @dataclass
 class SampleResult:
     images: torch.Tensor  # (n, C, H, W), decoded when the model works in a latent space
-    x0: torch.Tensor  # prior samples in the flow's space
+    x0: torch.Tensor  # the starting points in the flow's space
     nfe: int  # image-flow evaluations
-    prior_nfe: int = 0  # latent-sampler evaluations (LeDiFlow only)
+    latent_nfe: int = 0  # latent-sampler evaluations (LeDiFlow only)
     z: torch.Tensor | None = None
     trajectory: torch.Tensor | None = None
     x0_seconds: float = 0.0  # wall-clock of drawing x0 (LeDiFlow: latent sampler + prior decoder)
@@ -51,6 +51,14 @@ def slerp(a: torch.Tensor, b: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor
            + torch.sin(alpha[:, None] * omega[:, None]) * b_flat) / so.clamp_min(1e-12)[:, None]
     out = torch.where((so.abs() < 1e-6)[:, None], lin, sph)
     return out.view_as(a)
+
+
+@torch.no_grad()
+def integrate_latent(latent_flow: nn.Module, w: torch.Tensor, solver: str = "midpoint",
+                     steps: int = 2) -> tuple[torch.Tensor, int]:
+    """Latent codes z from noise w (n, z_dim) by the latent sampler's ODE (t from 0 to 1), and the NFE."""
+    sol = integrate(lambda z, t: latent_flow(z, t.expand(z.shape[0])), w, solver=solver, steps=steps)
+    return sol.x, sol.nfe
 
 
 class FlowSampler:
@@ -80,12 +88,13 @@ class FlowSampler:
         return integrate(self._velocity, x0, solver=solver, steps=steps, nfe=nfe,
                          return_trajectory=return_trajectory, callback=callback, **solver_kwargs)
 
-    def prior(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None, int]:
+    def draw_x0(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None, int]:
+        """``n`` starting points x0, the latent codes they came from (LeDiFlow) and the latent NFE spent."""
         raise NotImplementedError
 
-    def _inpaint_prior(self, known: torch.Tensor, mask: torch.Tensor, generator: torch.Generator):
-        """Starting points for inpainting; the baseline has nothing better than fresh prior draws."""
-        return self.prior(known.shape[0], generator)
+    def _inpaint_x0(self, known: torch.Tensor, mask: torch.Tensor, generator: torch.Generator):
+        """Starting points for inpainting; the baseline has nothing better than fresh draws."""
+        return self.draw_x0(known.shape[0], generator)
 
     @torch.no_grad()
     def sample(self, n: int, *, steps: int | None = None, nfe: int | None = None, solver: str = "euler",
@@ -96,12 +105,12 @@ class FlowSampler:
         g = _generator(seed, self.device)
         synchronize(self.device)
         start = time.perf_counter()
-        x0, z, prior_nfe = self.prior(n, g)
+        x0, z, latent_nfe = self.draw_x0(n, g)
         synchronize(self.device)
         x0_seconds = time.perf_counter() - start
         sol = self.flow_from(x0, steps=steps, nfe=nfe, solver=solver, return_trajectory=return_trajectory,
                              **solver_kwargs)
-        return SampleResult(self._finish(sol.x), x0, sol.nfe, prior_nfe, z, sol.trajectory, x0_seconds)
+        return SampleResult(self._finish(sol.x), x0, sol.nfe, latent_nfe, z, sol.trajectory, x0_seconds)
 
     @torch.no_grad()
     def inpaint(self, known: torch.Tensor, mask: torch.Tensor, *, steps: int | None = None,
@@ -115,28 +124,28 @@ class FlowSampler:
         known = known.to(self.device)
         mask = mask.to(self.device, known.dtype).expand_as(known)
         g = _generator(seed, self.device)
-        x0, z, prior_nfe = self._inpaint_prior(known, mask, g)
+        x0, z, latent_nfe = self._inpaint_x0(known, mask, g)
 
         def keep_known(x: torch.Tensor, t: float) -> torch.Tensor:
             return mask * ((1 - t) * x0 + t * known) + (1 - mask) * x
 
         sol = self.flow_from(x0, steps=steps, nfe=nfe, solver=solver, callback=keep_known)
         x = mask * known + (1 - mask) * sol.x
-        return SampleResult(self._finish(x), x0, sol.nfe, prior_nfe, z)
+        return SampleResult(self._finish(x), x0, sol.nfe, latent_nfe, z)
 
 
 class GaussianSampler(FlowSampler):
     """Baseline: x0 ~ N(0, I)."""
 
-    def prior(self, n: int, generator: torch.Generator):
+    def draw_x0(self, n: int, generator: torch.Generator):
         return torch.randn((n, *self.shape), generator=generator, device=self.device), None, 0
 
     @torch.no_grad()
     def interpolate(self, seed_a: int, seed_b: int, n_points: int = 8, *, steps: int | None = None,
                     nfe: int | None = None, solver: str = "euler") -> SampleResult:
         """Images along the slerp between the noises of two seeds (end points = those seeds' samples)."""
-        a, _, _ = self.prior(1, _generator(seed_a, self.device))
-        b, _, _ = self.prior(1, _generator(seed_b, self.device))
+        a, _, _ = self.draw_x0(1, _generator(seed_a, self.device))
+        b, _, _ = self.draw_x0(1, _generator(seed_b, self.device))
         alpha = torch.linspace(0, 1, n_points, device=self.device)
         x0 = slerp(a.expand(n_points, *a.shape[1:]), b.expand(n_points, *b.shape[1:]), alpha)
         sol = self.flow_from(x0, steps=steps, nfe=nfe, solver=solver)
@@ -147,7 +156,7 @@ class LeDiFlowSampler(FlowSampler):
     """Learned prior: latent flow -> prior decoder -> image flow."""
 
     def __init__(self, flow: nn.Module, prior_model: nn.Module, latent_flow: nn.Module,
-                 shape: tuple[int, int, int], *, noise_scale: float = 1.0, latent_steps: int = 16,
+                 shape: tuple[int, int, int], *, noise_scale: float = 1.0, latent_steps: int = 2,
                  latent_solver: str = "midpoint", decode: Decode | None = None,
                  device: torch.device | str | None = None, precision: str = "fp32"):
         super().__init__(flow, shape, decode, device, precision)
@@ -157,27 +166,24 @@ class LeDiFlowSampler(FlowSampler):
         self.latent_steps, self.latent_solver = latent_steps, latent_solver
         self.z_dim = prior_model.config.z_dim
 
-    def _latent_velocity(self, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return self.latent_flow(z, t.expand(z.shape[0]))
-
     @torch.no_grad()
     def latent_from_w(self, w: torch.Tensor) -> tuple[torch.Tensor, int]:
-        sol = integrate(self._latent_velocity, w, solver=self.latent_solver, steps=self.latent_steps)
-        return sol.x, sol.nfe
+        """Latent codes z from noise w (n, z_dim) through the latent sampler, and the NFE spent."""
+        return integrate_latent(self.latent_flow, w, self.latent_solver, self.latent_steps)
 
     @torch.no_grad()
     def x0_from_z(self, z: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
         return self.prior_model.sample_x0(z, self.noise_scale, eps=eps)
 
-    def prior(self, n: int, generator: torch.Generator):
+    def draw_x0(self, n: int, generator: torch.Generator):
         w = torch.randn((n, self.z_dim), generator=generator, device=self.device)
         eps = torch.randn((n, *self.shape), generator=generator, device=self.device)
         z, nfe = self.latent_from_w(w)
         return self.x0_from_z(z, eps), z, nfe
 
     @torch.no_grad()
-    def _inpaint_prior(self, known: torch.Tensor, mask: torch.Tensor, generator: torch.Generator,
-                       iterations: int = 2):
+    def _inpaint_x0(self, known: torch.Tensor, mask: torch.Tensor, generator: torch.Generator,
+                    iterations: int = 2):
         """z from the prior's encoder applied to the known region, with the unknown region filled by
         the decoder's mean and re-encoded, so that x0 already agrees with what is known."""
         fill = mask * known
@@ -209,23 +215,11 @@ class LeDiFlowSampler(FlowSampler):
               for s in (seed_a, seed_b)]
         alpha = torch.linspace(0, 1, n_points, device=self.device)
         if space == "w":
-            z, prior_nfe = self.latent_from_w(slerp(ws[0].expand(n_points, -1), ws[1].expand(n_points, -1), alpha))
+            z, latent_nfe = self.latent_from_w(slerp(ws[0].expand(n_points, -1), ws[1].expand(n_points, -1), alpha))
         else:
             (za, na), (zb, nb) = self.latent_from_w(ws[0]), self.latent_from_w(ws[1])
-            z, prior_nfe = torch.lerp(za, zb, alpha[:, None]), na + nb
+            z, latent_nfe = torch.lerp(za, zb, alpha[:, None]), na + nb
         eps = torch.randn((1, *self.shape), generator=_generator(noise_seed, self.device), device=self.device)
         x0 = self.x0_from_z(z, eps.expand(n_points, *self.shape))
         sol = self.flow_from(x0, steps=steps, nfe=nfe, solver=solver)
-        return SampleResult(self._finish(sol.x), x0, sol.nfe, prior_nfe, z)
-
-
-def straightness(sampler: FlowSampler, n: int, steps: int = 32, seed: int = 0) -> float:
-    """Mean ||v(x_t, t) - (x1 - x0)||^2 along sampled Euler trajectories (0 for a straight flow)."""
-    g = _generator(seed, sampler.device)
-    x0, _, _ = sampler.prior(n, g)
-    sol = sampler.flow_from(x0, steps=steps, solver="euler", return_trajectory=True)
-    traj = sol.trajectory
-    chord = traj[-1] - traj[0]
-    dev = [(sampler._velocity(traj[i], torch.tensor(i / steps, device=x0.device)) - chord).pow(2).mean()
-           for i in range(steps)]
-    return float(torch.stack(dev).mean())
+        return SampleResult(self._finish(sol.x), x0, sol.nfe, latent_nfe, z)

@@ -29,6 +29,15 @@ ADAPTIVE_SOLVERS = ("dopri5",)
 SOLVERS = FIXED_SOLVERS + ADAPTIVE_SOLVERS
 
 
+def check_solver(name: str, adaptive: bool = True, what: str = "solver") -> str:
+    """``name`` if it is a known solver (fixed-grid, or also adaptive when ``adaptive``); else a
+    ValueError that names ``what`` and the choices."""
+    choices = SOLVERS if adaptive else FIXED_SOLVERS
+    if name not in choices:
+        raise ValueError(f"unknown {what} {name!r}; choose one of {', '.join(choices)}")
+    return name
+
+
 def stages(solver: str) -> int:
     """Function evaluations per step of a fixed-grid solver."""
     if solver not in _TABLEAUX:

@@ -44,6 +44,8 @@ from .checkpoint import (
     read_checkpoint, state_dict_tensors, step_dir, write_checkpoint,
 )
 from .code_version import combined_fingerprint, training_code
+from .config import from_data
+from .data.tensors import as_float
 from .distributed import DistInfo, all_reduce_mean, barrier, broadcast_float, dist_info, resolve_device
 
 log = logging.getLogger(__name__)
@@ -85,8 +87,8 @@ class TrainConfig:
     checkpoint_every: int = 500
     keep_checkpoints: int = 2
     log_every: int = 50
-    seed: int = 0
-    device: str = "auto"
+    seed: int = from_data(0)  # set per model from run.seed by the pipelines (not a parameter)
+    device: str = "auto"  # auto: the run's device (run.device)
     eval_every: int = 0  # quality during training every so many steps (0: never; needs an evaluate_fn)
     plateau_patience: int = 0  # stop when `patience` evaluations in a row bring no real improvement (0: off)
     plateau_min_rel_improvement: float = 0.02  # "real": the best value drops by more than this fraction
@@ -282,7 +284,7 @@ class _DataFeed:
         out = {}
         for k, v in self.data.items():
             rows = v[idx.to(v.device)].to(self.device, non_blocking=True)
-            out[k] = rows.float() / 127.5 - 1.0 if rows.dtype == torch.uint8 else rows
+            out[k] = as_float(rows) if rows.dtype == torch.uint8 else rows  # labels and codes pass unchanged
         return out
 
 

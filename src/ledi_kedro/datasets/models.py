@@ -8,11 +8,11 @@ from typing import Any
 from kedro.io import AbstractDataset, DatasetError
 
 from ledi_kedro.core.checkpoint import CheckpointError
-from ledi_kedro.core.registry import TrainedModel, load_trained, save_trained
+from ledi_kedro.core.artifacts import TrainedModel, load_trained, save_trained
 
 
 class TrainedModelDataset(AbstractDataset[TrainedModel, TrainedModel]):
-    """Saves/loads a :class:`~ledi_kedro.core.registry.TrainedModel` as a directory.
+    """Saves/loads a :class:`~ledi_kedro.core.artifacts.TrainedModel` as a directory.
 
     Loading happens on the CPU; nodes move models to their device.
     """

@@ -12,12 +12,13 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from ..config import from_data, require_data_fields
 from .conv import ConvDecoder, ConvEncoder
 
 
 @dataclass(frozen=True)
 class AutoencoderConfig:
-    in_channels: int = 3
+    in_channels: int | None = from_data()
     latent_channels: int = 4
     base_channels: int = 32
     levels: int = 2  # downsampling factor 2^levels
@@ -48,6 +49,7 @@ class ScaledLatents:
 class KLAutoencoder(ScaledLatents, nn.Module):
     def __init__(self, config: AutoencoderConfig):
         super().__init__()
+        require_data_fields(config)
         self.config = cfg = config
         self.encoder = ConvEncoder(cfg.in_channels, cfg.base_channels, cfg.levels)
         self.to_moments = nn.Conv2d(self.encoder.out_channels, 2 * cfg.latent_channels, 1)

@@ -14,21 +14,23 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..config import from_data, require_data_fields
+
 
 @dataclass(frozen=True)
 class ClassifierConfig:
-    in_channels: int = 1
-    resolution: int = 32
-    num_classes: int = 10
+    in_channels: int | None = from_data()
+    resolution: int | None = from_data()
+    num_classes: int | None = from_data()
     width: int = 16
     feature_dim: int = 128
 
     def __post_init__(self) -> None:
-        if self.num_classes < 2:
+        if self.num_classes is not None and self.num_classes < 2:
             raise ValueError(f"a classifier needs at least 2 classes, got {self.num_classes}")
         if self.width < 1 or self.feature_dim < 1:
             raise ValueError(f"width and feature_dim must be positive, got {self.width}, {self.feature_dim}")
-        if self.resolution < 8:
+        if self.resolution is not None and self.resolution < 8:
             raise ValueError(f"the classifier downsamples 8x; resolution {self.resolution} is too small")
 
     def to_dict(self) -> dict:
@@ -57,6 +59,7 @@ class DomainClassifier(nn.Module):
 
     def __init__(self, config: ClassifierConfig):
         super().__init__()
+        require_data_fields(config)
         self.config = cfg = config
         w = cfg.width
         self.stem = nn.Sequential(nn.Conv2d(cfg.in_channels, w, 3, 1, 1, bias=False), nn.BatchNorm2d(w), nn.ReLU())

@@ -16,6 +16,7 @@ from timm.layers import Mlp
 from timm.models.vision_transformer import Attention
 from torch import nn
 
+from ..config import from_data, require_data_fields
 from .embeddings import TimestepEmbedder, as_batch_time
 
 # name -> (depth, hidden, heads); S/B/L as in DiT, XS/T for CPU tests and quick runs.
@@ -32,8 +33,8 @@ DIT_SIZES: dict[str, tuple[int, int, int]] = {
 class DiTConfig:
     """Architecture of a :class:`DiT`; ``size`` picks depth/hidden/heads from ``DIT_SIZES``."""
 
-    in_channels: int = 1
-    resolution: int = 32
+    in_channels: int | None = from_data()
+    resolution: int | None = from_data()
     patch_size: int = 2
     size: str = "S"
     mlp_ratio: float = 4.0
@@ -43,9 +44,9 @@ class DiTConfig:
     def __post_init__(self) -> None:
         if self.size not in DIT_SIZES:
             raise ValueError(f"unknown DiT size {self.size!r}; choose one of {', '.join(DIT_SIZES)}")
-        if self.patch_size < 1 or self.resolution % self.patch_size:
+        if self.patch_size < 1 or (self.resolution is not None and self.resolution % self.patch_size):
             raise ValueError(f"patch_size={self.patch_size} does not divide resolution={self.resolution}")
-        if self.in_channels < 1:
+        if self.in_channels is not None and self.in_channels < 1:
             raise ValueError(f"in_channels must be positive, got {self.in_channels}")
         if self.pos_embed not in ("sincos", "learned"):
             raise ValueError(f"pos_embed must be 'sincos' or 'learned', got {self.pos_embed!r}")
@@ -121,6 +122,7 @@ class DiT(nn.Module):
 
     def __init__(self, config: DiTConfig):
         super().__init__()
+        require_data_fields(config)
         self.config = cfg = config
         p, hidden = cfg.patch_size, cfg.hidden
         self.out_channels = cfg.out_channels or cfg.in_channels

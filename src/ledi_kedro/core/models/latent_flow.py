@@ -7,17 +7,18 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from ..config import from_data, require_data_fields
 from .embeddings import TimestepEmbedder, as_batch_time
 
 
 @dataclass(frozen=True)
 class LatentFlowConfig:
-    z_dim: int = 128
+    z_dim: int | None = from_data()  # the prior's latent size
     hidden: int = 512
     depth: int = 4
 
     def __post_init__(self) -> None:
-        if min(self.z_dim, self.hidden, self.depth) < 1:
+        if min(self.z_dim or 1, self.hidden, self.depth) < 1:
             raise ValueError(f"z_dim, hidden and depth must be positive, got {self}")
 
     def to_dict(self) -> dict:
@@ -41,6 +42,7 @@ class LatentFlow(nn.Module):
 
     def __init__(self, config: LatentFlowConfig):
         super().__init__()
+        require_data_fields(config)
         self.config = cfg = config
         self.inp = nn.Linear(cfg.z_dim, cfg.hidden)
         self.t_embed = TimestepEmbedder(cfg.hidden)

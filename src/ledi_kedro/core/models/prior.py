@@ -11,13 +11,14 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from ..config import from_data, require_data_fields
 from .conv import ConvDecoder, ConvEncoder, levels_to
 
 
 @dataclass(frozen=True)
 class PriorConfig:
-    in_channels: int = 1
-    resolution: int = 32
+    in_channels: int | None = from_data()
+    resolution: int | None = from_data()
     z_dim: int = 128
     base_channels: int = 32
     bottleneck: int = 4  # spatial size before the vector latent
@@ -29,10 +30,16 @@ class PriorConfig:
             raise ValueError(f"z_dim must be positive, got {self.z_dim}")
         if self.logvar_min >= self.logvar_max:
             raise ValueError(f"logvar_min ({self.logvar_min}) must be below logvar_max ({self.logvar_max})")
-        levels_to(self.resolution, self.bottleneck)
+        if self.resolution is not None:
+            levels_to(self.resolution, self.bottleneck)
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """A draw from N(mu, diag exp(logvar)) given standard normal ``eps``: mu + exp(logvar / 2) eps."""
+    return mu + torch.exp(0.5 * logvar) * eps
 
 
 @dataclass
@@ -47,6 +54,7 @@ class PriorOutput:
 class PriorModel(nn.Module):
     def __init__(self, config: PriorConfig):
         super().__init__()
+        require_data_fields(config)
         self.config = cfg = config
         levels = levels_to(cfg.resolution, cfg.bottleneck)
         self.encoder = ConvEncoder(cfg.in_channels, cfg.base_channels, levels)
@@ -70,7 +78,7 @@ class PriorModel(nn.Module):
     def forward(self, y: torch.Tensor, generator: torch.Generator | None = None) -> PriorOutput:
         mu_z, logvar_z = self.encode(y)
         eps = torch.randn(mu_z.shape, generator=generator, device=mu_z.device, dtype=mu_z.dtype)
-        z = mu_z + torch.exp(0.5 * logvar_z) * eps
+        z = reparameterize(mu_z, logvar_z, eps)
         mean, logvar = self.decode(z)
         return PriorOutput(mu_z, logvar_z, z, mean, logvar)
 

@@ -1,4 +1,4 @@
-"""Thin nodes over core.evaluation, core.uncertainty, core.comparison and core.metrics."""
+"""Thin nodes over core.evaluation and core.metrics (distances, intervals, comparison)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import polars as pl  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from ledi_kedro.core.comparison import (  # noqa: E402
+from ledi_kedro.core.metrics.comparison import (  # noqa: E402
     Curve, PointWithInterval, compare, paired_difference, reliability_warnings,
 )
 from ledi_kedro.core.distributed import resolve_device  # noqa: E402
@@ -22,12 +22,12 @@ from ledi_kedro.core.evaluation import (  # noqa: E402
     QualitySpec, SweepConfig, generate_and_embed, prior_only_features, quality, sweep,
 )
 from ledi_kedro.core.metrics import median_heuristic_sigma  # noqa: E402
-from ledi_kedro.core.registry import TrainedModel  # noqa: E402
-from ledi_kedro.core.sampling import straightness  # noqa: E402
+from ledi_kedro.core.artifacts import TrainedModel, make_sampler  # noqa: E402
+from ledi_kedro.core.metrics.model_quality import straightness  # noqa: E402
+from ledi_kedro.core.data.tensors import image_grid  # noqa: E402
 from ledi_kedro.core.subsets import class_coverage, seeded_rows  # noqa: E402
-from ledi_kedro.core.system import make_sampler  # noqa: E402
-from ledi_kedro.core.tasks import as_float  # noqa: E402
-from ledi_kedro.core.uncertainty import Interval, QualityBootstrap  # noqa: E402
+from ledi_kedro.core.data.tensors import as_float  # noqa: E402
+from ledi_kedro.core.metrics.intervals import Interval, QualityBootstrap  # noqa: E402
 from ledi_kedro.params import EvaluateParams, parse  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ def sweep_quality(ledi_model: TrainedModel, gaussian_model: TrainedModel, prior_
         NOISE: embed(_noise_images(samplers["gaussian"], ev.n_samples, ev.seed)),
     }
     for name, feats in sanity.items():
-        row = {"model": name, "solver": "none", "nfe_requested": 0, "rtol": None, "nfe": 0.0, "prior_nfe": 0.0,
+        row = {"model": name, "solver": "none", "nfe_requested": 0, "rtol": None, "nfe": 0.0, "latent_nfe": 0.0,
                "seed": ev.seed, "seconds_per_image": None, "x0_seconds_per_image": None}
         row.update(quality(feats, ref, spec))
         rows.append(row)
@@ -168,7 +168,7 @@ def sweep_latent_sampler(ledi_model: TrainedModel, prior_model: TrainedModel, la
         gen = generate_and_embed(sampler, embed, ev.n_samples, ev.batch_size, ls.image_solver, nfe=ls.image_nfe,
                                  seed=ev.seed)
         q = quality(gen.features, reference_features["reference"], _quality_spec(ev, reference_features))
-        rows.append({"latent_solver": solver, "latent_steps": steps, "latent_nfe": gen.prior_nfe,
+        rows.append({"latent_solver": solver, "latent_steps": steps, "latent_nfe": gen.latent_nfe,
                      "configured": (solver, steps) == configured, ev.primary_metric: q[ev.primary_metric],
                      "ms_per_image": 1e3 * gen.seconds_per_image, "x0_ms_per_image": 1e3 * gen.x0_seconds_per_image,
                      "x0_fraction": gen.x0_seconds_per_image / gen.seconds_per_image, "image_nfe": ls.image_nfe})
@@ -366,11 +366,9 @@ def plot_quality_vs_nfe(sweep_results: pl.DataFrame, evaluate: dict) -> Figure:
 
 
 def _grid(ax, images: torch.Tensor, title: str = "") -> None:
-    imgs = ((images.float().clamp(-1, 1) + 1) / 2).cpu()
-    n, c, h, w = imgs.shape
-    row = imgs.permute(2, 0, 3, 1).reshape(h, n * w, c)
-    row = row.numpy()
-    ax.imshow(row.squeeze(-1) if c == 1 else row, cmap="gray" if c == 1 else None, vmin=0, vmax=1)
+    """One row of images (in [-1, 1]) into a matplotlib axis."""
+    row = image_grid(images, pad=1)
+    ax.imshow(row, cmap="gray" if row.ndim == 2 else None, vmin=0, vmax=255)
     ax.set_axis_off()
     if title:
         ax.set_title(title, fontsize=8, loc="left")
@@ -401,7 +399,7 @@ def plot_applications(ledi_model: TrainedModel, gaussian_model: TrainedModel, pr
     finish = ledi._finish
     fig_p, ax = plt.subplots(3, 1, figsize=(n * 0.8 + 1, 3.2), dpi=100)
     _grid(ax[0], finish(ledi.prior_mean(n, ev.seed)), "prior mean mu(z)")
-    x0, _, _ = ledi.prior(n, torch.Generator(device=device).manual_seed(ev.seed))
+    x0, _, _ = ledi.draw_x0(n, torch.Generator(device=device).manual_seed(ev.seed))
     _grid(ax[1], finish(x0), "prior sample x0 = mu + s sigma eps")
     _grid(ax[2], ledi.sample(n, nfe=steps * 2, solver="midpoint", seed=ev.seed).images, f"LeDiFlow, NFE {steps * 2}")
     fig_p.tight_layout()

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import polars as pl
 
-from ledi_kedro.core.config import from_dict, to_dict
-from ledi_kedro.core.data.images import ImageSpec
-from ledi_kedro.core.data.ingest import DEFAULT_FASHION_MNIST_DIR, IngestResult, ingest
+from ledi_kedro.core.config import to_dict
+from ledi_kedro.core.data.ingest import IngestResult, ingest
 from ledi_kedro.core.data.splits import assign_splits
+from ledi_kedro.params import PreprocessParams, SourceParams, parse
 
 log = logging.getLogger(__name__)
 
@@ -28,33 +27,12 @@ class NoUsableImagesError(ValueError):
     """The source yielded no image that passed validation."""
 
 
-@dataclass(frozen=True)
-class SourceParams:
-    kind: Literal["fashion_mnist", "image_folder"] = "fashion_mnist"
-    path: str = DEFAULT_FASHION_MNIST_DIR
-
-
-@dataclass(frozen=True)
-class PreprocessParams:
-    image: ImageSpec = field(default_factory=ImageSpec)
-    on_bad_image: Literal["skip", "fail"] = "skip"
-    test_fraction: float = 0.1
-    split_seed: int = 0
-    num_workers: int = 0  # 0: one per CPU core
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.test_fraction < 1.0:
-            raise ValueError(f"test_fraction must be in [0, 1), got {self.test_fraction}")
-        if self.num_workers < 0:
-            raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
-
-
 def parse_params(raw: dict[str, Any]) -> PreprocessParams:
-    return from_dict(PreprocessParams, raw, "preprocess")
+    return parse("preprocess", raw)
 
 
 def parse_source(raw: dict[str, Any]) -> SourceParams:
-    return from_dict(SourceParams, raw, "data_source")
+    return parse("data_source", raw)
 
 
 def ingest_images(data_source: dict[str, Any], params: dict[str, Any]) -> IngestResult:

@@ -208,7 +208,7 @@ def build_report(evaluation_metrics: dict, sweep_results: pl.DataFrame, speedup_
     rows = sweep_results.filter(pl.col("solver") != "none").with_columns(
         (pl.col("seconds_per_image") * 1000).alias("ms_per_image"))
     rows = rows.with_columns((pl.col("x0_seconds_per_image") * 1000).alias("x0_ms_per_image"))
-    curves.blocks.append(("table", _table(rows, ["model", "solver", "nfe", "rtol", "prior_nfe", metric, f"{metric}_low",
+    curves.blocks.append(("table", _table(rows, ["model", "solver", "nfe", "rtol", "latent_nfe", metric, f"{metric}_low",
                                                  f"{metric}_high", f"{metric}_seed_std", "fd", "kid", "mmd",
                                                  "ms_per_image", "x0_ms_per_image", "n_samples"])))
     for name in ("quality_vs_nfe", "sample_grid"):

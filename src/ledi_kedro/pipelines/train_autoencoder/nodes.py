@@ -5,17 +5,19 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from dataclasses import replace
+
 import polars as pl
-import torch
 
-
+from ledi_kedro.core.artifacts import TrainedModel, load_autoencoder
 from ledi_kedro.core.distributed import resolve_device
-from ledi_kedro.core.models import AutoencoderConfig, KLAutoencoder
-from ledi_kedro.core.registry import TrainedModel, load_autoencoder
+from ledi_kedro.core.encoding import encode_latents, fit_latent_scale
+from ledi_kedro.core.metrics.model_quality import reconstruction_psnr
+from ledi_kedro.core.models import KLAutoencoder
+from ledi_kedro.core.objectives import autoencoder_loss
 from ledi_kedro.core.subsets import seeded_rows
-from ledi_kedro.core.tasks import autoencoder_loss, encode_latents, fit_latent_scale, reconstruction_psnr
 from ledi_kedro.params import parse, with_run
-from ledi_kedro.pipelines.training import empty_history, history_frame, plot_loss_history, run_training
+from ledi_kedro.training import empty_history, history_frame, plot_loss_history, run_training
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +42,7 @@ def train_autoencoder(train_images: dict[str, Any], autoencoder: dict, run: dict
         scale = fit_latent_scale(module, images, device, seed=run_p.seed)
         config = {"path": str(ae.pretrained_path), "image_channels": channels, "scale": scale}
         return TrainedModel("diffusers_autoencoder", config, None, None, {"scale": scale}), empty_history()
-    cfg = AutoencoderConfig(in_channels=channels, latent_channels=ae.latent_channels,
-                            base_channels=ae.base_channels, levels=ae.levels)
+    cfg = replace(ae.model, in_channels=channels)
     train = with_run(ae.train, run_p, offset=1)
     result = run_training("autoencoder", lambda: KLAutoencoder(cfg), autoencoder_loss(ae.kl_weight),
                           {"images": images}, train, run_p, cfg.to_dict())

@@ -5,17 +5,19 @@ and reused by ``train_fm`` (quality during training), ``evaluate`` and ``tune``.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Any
 
 import polars as pl
 
+from ledi_kedro.core.artifacts import TrainedModel
 from ledi_kedro.core.distributed import resolve_device
 from ledi_kedro.core.embedders import ClipEmbedder, InceptionEmbedder
-from ledi_kedro.core.models import AutoencoderConfig, ClassifierConfig, DomainClassifier, KLAutoencoder
-from ledi_kedro.core.registry import TrainedModel
-from ledi_kedro.core.tasks import autoencoder_loss, classifier_accuracy, classifier_loss
+from ledi_kedro.core.metrics.model_quality import classifier_accuracy
+from ledi_kedro.core.models import AutoencoderConfig, DomainClassifier, KLAutoencoder
+from ledi_kedro.core.objectives import autoencoder_loss, classifier_loss
 from ledi_kedro.params import parse, with_run
-from ledi_kedro.pipelines.training import empty_history, history_frame, plot_loss_history, run_training
+from ledi_kedro.training import empty_history, history_frame, plot_loss_history, run_training
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +43,7 @@ def train_quality_embedder(train_image_tensors: dict[str, Any], test_image_tenso
     train = with_run(emb.train, run_p, offset=5)
     n_classes = int(labels.max()) + 1 if labels.numel() and int(labels.min()) >= 0 else 0
     if n_classes >= 2:
-        cfg = ClassifierConfig(in_channels=channels, resolution=res, num_classes=n_classes, width=emb.domain_width,
-                               feature_dim=emb.domain_feature_dim)
+        cfg = replace(emb.model, in_channels=channels, resolution=res, num_classes=n_classes)
         result = run_training("quality_embedder", lambda: DomainClassifier(cfg),
                               classifier_loss(emb.augment.hflip, emb.augment.crop_padding),
                               {"images": images, "labels": labels.long()}, train, run_p,
@@ -55,7 +56,7 @@ def train_quality_embedder(train_image_tensors: dict[str, Any], test_image_tenso
                    "n_train": int(len(images)), "n_classes": n_classes, "steps": result.steps,
                    "train_seconds": round(result.seconds, 1)}
         return TrainedModel("classifier", cfg, result.model, result.ema, {}), metrics, history_frame(result)
-    cfg = AutoencoderConfig(in_channels=channels, latent_channels=4, base_channels=emb.domain_width, levels=2)
+    cfg = AutoencoderConfig(in_channels=channels, latent_channels=4, base_channels=emb.model.width, levels=2)
     result = run_training("quality_embedder", lambda: KLAutoencoder(cfg), autoencoder_loss(1e-6),
                           {"images": images}, train, run_p, cfg.to_dict())
     log.warning("quality judge: %s", UNLABELED_NOTE)

@@ -2,7 +2,9 @@ from kedro.pipeline import Node, Pipeline
 
 from ledi_kedro.pipelines.namespaces import reading_namespaced_outputs
 
-from .nodes import plot_fm_loss, plot_training_quality, summarize_fm, train_fm_model
+from ledi_kedro.training import train_fm_model
+
+from .nodes import plot_fm_loss, plot_training_quality, summarize_fm
 
 SHARED_INPUTS = {"train_model_input", "prior_model", "prior_codes", "latent_flow_model", "autoencoder_model",
                  "quality_embedder", "test_image_tensors"}

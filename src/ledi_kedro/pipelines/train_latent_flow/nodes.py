@@ -1,4 +1,5 @@
-"""The latent sampler: flow matching from w ~ N(0, I) to the frozen encoder's codes z."""
+"""The latent sampler: flow matching from w ~ N(0, I) to the frozen encoder's codes z (the training
+step itself, shared with ``tune``, is :func:`ledi_kedro.training.train_latent_flow_model`)."""
 
 from __future__ import annotations
 
@@ -7,26 +8,13 @@ from typing import Any
 import polars as pl
 import torch
 
+from ledi_kedro.core.artifacts import TrainedModel
 from ledi_kedro.core.distributed import resolve_device
-from ledi_kedro.core.models import LatentFlow, LatentFlowConfig
-from ledi_kedro.core.registry import TrainedModel
-from ledi_kedro.core.solvers import integrate
+from ledi_kedro.core.models import reparameterize
+from ledi_kedro.core.sampling import integrate_latent
 from ledi_kedro.core.subsets import seeded_rows
-from ledi_kedro.core.tasks import latent_flow_loss
-from ledi_kedro.params import parse, with_run
-from ledi_kedro.pipelines.training import final_loss, history_frame, plot_loss_history, run_training
-
-
-def train_latent_flow_model(prior_codes: dict[str, torch.Tensor], latent_flow: dict,
-                            run: dict) -> tuple[TrainedModel, pl.DataFrame]:
-    run_p, p = parse("run", run), parse("latent_flow", latent_flow)
-    cfg = LatentFlowConfig(z_dim=int(prior_codes["mu_z"].shape[1]), hidden=p.hidden, depth=p.depth)
-    train = with_run(p.train, run_p, offset=3)
-    meta = {"time_sampler": p.time_sampler, "sample_steps": p.sample_steps, "sample_solver": p.sample_solver}
-    codes = {"mu_z": prior_codes["mu_z"], "logvar_z": prior_codes["logvar_z"]}
-    result = run_training("latent_flow", lambda: LatentFlow(cfg), latent_flow_loss(p.time_sampler), codes,
-                          train, run_p, {**cfg.to_dict(), "time_sampler": p.time_sampler})
-    return TrainedModel("latent_flow", cfg, result.model, result.ema, meta), history_frame(result)
+from ledi_kedro.params import parse
+from ledi_kedro.training import final_loss, plot_loss_history
 
 
 @torch.no_grad()
@@ -40,9 +28,9 @@ def evaluate_latent_flow(latent_flow_model: TrainedModel, prior_codes: dict[str,
     n = int(sample["mu_z"].shape[0])
     g = torch.Generator(device=device).manual_seed(run_p.seed)
     w = torch.randn((n, model.config.z_dim), generator=g, device=device)
-    z = integrate(lambda x, t: model(x, t.expand(x.shape[0])), w, solver=p.sample_solver, steps=p.sample_steps).x.cpu()
-    codes = sample["mu_z"] + torch.exp(0.5 * sample["logvar_z"]) * torch.randn(
-        n, model.config.z_dim, generator=torch.Generator().manual_seed(run_p.seed))
+    z = integrate_latent(model, w, p.sample_solver, p.sample_steps)[0].cpu()
+    eps = torch.randn(n, model.config.z_dim, generator=torch.Generator().manual_seed(run_p.seed))
+    codes = reparameterize(sample["mu_z"], sample["logvar_z"], eps)
     return {
         "final_train_loss": final_loss(history), "steps": history.height, "n_samples": n,
         "mean_abs_error_of_z_mean": float((z.mean(0) - codes.mean(0)).abs().mean()),

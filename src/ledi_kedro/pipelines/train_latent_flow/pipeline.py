@@ -1,6 +1,8 @@
 from kedro.pipeline import Node, Pipeline
 
-from .nodes import evaluate_latent_flow, plot_latent_flow_loss, train_latent_flow_model
+from ledi_kedro.training import train_latent_flow_model
+
+from .nodes import evaluate_latent_flow, plot_latent_flow_loss
 
 
 def create_pipeline(**kwargs) -> Pipeline:

@@ -1,6 +1,8 @@
 from kedro.pipeline import Node, Pipeline
 
-from .nodes import encode_prior_codes, evaluate_prior, plot_prior_loss, train_prior_model
+from ledi_kedro.training import encode_prior_codes, train_prior_model
+
+from .nodes import evaluate_prior, plot_prior_loss
 
 
 def create_pipeline(**kwargs) -> Pipeline:

@@ -12,9 +12,8 @@ import copy
 import logging
 import math
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import matplotlib
 
@@ -24,74 +23,20 @@ import optuna  # noqa: E402
 import polars as pl  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from ledi_kedro.core.artifacts import TrainedModel, make_sampler  # noqa: E402
 from ledi_kedro.core.config import ConfigError, from_dict  # noqa: E402
+from ledi_kedro.core.data.tensors import as_float  # noqa: E402
 from ledi_kedro.core.distributed import resolve_device  # noqa: E402
 from ledi_kedro.core.embedders import build_embedder  # noqa: E402
 from ledi_kedro.core.evaluation import generate_and_embed  # noqa: E402
 from ledi_kedro.core.metrics import frechet_distance  # noqa: E402
-from ledi_kedro.core.registry import TrainedModel  # noqa: E402
 from ledi_kedro.core.subsets import seeded_rows  # noqa: E402
-from ledi_kedro.core.system import make_sampler  # noqa: E402
-from ledi_kedro.core.tasks import as_float  # noqa: E402
-from ledi_kedro.params import validate_all  # noqa: E402
-from ledi_kedro.pipelines.train_fm.nodes import train_fm_model  # noqa: E402
-from ledi_kedro.pipelines.train_latent_flow.nodes import train_latent_flow_model  # noqa: E402
-from ledi_kedro.pipelines.train_prior.nodes import encode_prior_codes, train_prior_model  # noqa: E402
+from ledi_kedro.params import Dimension, TuneParams, parse, validate_all  # noqa: E402
+from ledi_kedro.training import (  # noqa: E402
+    encode_prior_codes, train_fm_model, train_latent_flow_model, train_prior_model,
+)
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Dimension:
-    type: Literal["float", "int", "categorical"]
-    low: float | None = None
-    high: float | None = None
-    log: bool = False
-    choices: list[Any] | None = None
-
-    def __post_init__(self) -> None:
-        if self.type == "categorical" and not self.choices:
-            raise ValueError("a categorical dimension needs choices")
-        if self.type != "categorical" and (self.low is None or self.high is None or self.low >= self.high):
-            raise ValueError(f"a {self.type} dimension needs low < high, got {self.low}, {self.high}")
-
-
-@dataclass(frozen=True)
-class Objective:
-    nfe: int = 4
-    solver: str = "midpoint"
-    n_samples: int = 250
-    n_reference: int = 1000
-
-
-@dataclass(frozen=True)
-class Budget:
-    prior_steps: int = 200
-    latent_flow_steps: int = 200
-    fm_steps: int = 300
-    report_every: int = 100  # the flow model is scored (and may be pruned) every so many steps
-
-
-@dataclass(frozen=True)
-class TuneParams:
-    n_trials: int = 20
-    study_name: str = "ledi_tune"
-    storage: str = "data/06_models/tune/study.db"
-    seed: int = 0
-    objective: Objective = field(default_factory=Objective)
-    budget: Budget = field(default_factory=Budget)
-    pruner_startup_trials: int = 3
-    pruner_warmup_steps: int = 1
-    search_space: dict[str, Any] = field(default_factory=dict)
-    worker: int = 0  # this process's index when several work on one study (seeds its sampler)
-    heartbeat_s: int = 30  # running trials record a heartbeat this often ...
-    stale_after_s: int = 120  # ... and count as dead (their process killed) when it is older than this
-
-    def __post_init__(self) -> None:
-        if self.n_trials < 1:
-            raise ValueError(f"n_trials must be positive, got {self.n_trials}")
-        if not self.search_space:
-            raise ValueError("search_space is empty: declare at least one dimension")
 
 
 def set_dotted(params: dict[str, Any], key: str, value: Any) -> None:
@@ -146,15 +91,15 @@ def run_study(train_model_input: dict, test_image_tensors: dict, quality_embedde
 
     Trials are scored with the project's judge (``quality_embedder``, trained once by ``train_embedder``)
     against a seeded sample of ``objective.n_reference`` held-out images."""
-    tp = from_dict(TuneParams, tune, "tune")
+    tp = parse("tune", tune)
     if train_model_input.get("__metadata__", {}).get("space") == "latent":
         raise ConfigError("tune scores pixel-space runs only (run.space: pixel)")
     space = {k: from_dict(Dimension, v, f"tune.search_space.{k}") for k, v in tp.search_space.items()}
     storage_path = Path(tp.storage)
     storage_path.parent.mkdir(parents=True, exist_ok=True)
     work = storage_path.parent / "trials"
-    base = {k: copy.deepcopy(parameters.get(k, {})) for k in ("run", "prior", "latent_flow", "fm", "evaluate",
-                                                              "autoencoder", "preprocess")}
+    base = {k: copy.deepcopy(parameters[k]) for k in ("run", "prior", "latent_flow", "fm", "ledi", "evaluate",
+                                                      "autoencoder", "preprocess")}
     device = resolve_device(base["run"].get("device", "auto"))
     embed = build_embedder(quality_embedder, device)
     ref = embed(as_float(scoring_set(test_image_tensors, tp)["images"]))
@@ -174,7 +119,7 @@ def run_study(train_model_input: dict, test_image_tensors: dict, quality_embedde
         prior, _ = train_prior_model(train_model_input, test_image_tensors, params["prior"], params["run"])
         codes = encode_prior_codes(prior, train_model_input, params["run"])
         latent, _ = train_latent_flow_model(codes, params["latent_flow"], params["run"])
-        variant = {"prior": "learned", "name": "fm_ledi"}
+        variant = params["ledi"]["variant"]
         pixel_space = TrainedModel("identity", {}, None, None)
         value = math.inf
         for step in range(tp.budget.report_every, tp.budget.fm_steps + 1, tp.budget.report_every):

@@ -1,8 +1,9 @@
-"""Trained models on disk: weights + EMA weights (safetensors) and a JSON description.
+"""Trained models on disk (the pipelines' model artifacts) and samplers assembled from them.
 
 A model directory holds ``model.safetensors``, ``ema.safetensors`` and ``state.json`` with
 ``{"kind": ..., "config": {...}, "meta": {...}}``; :func:`load_trained` rebuilds the network
-from the JSON alone, so loading never executes stored code.
+from the JSON alone, so loading never executes stored code. :func:`make_sampler` turns a flow
+model's artifact (plus the prior, latent sampler and autoencoder it needs) into a sampler.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch
 from torch import nn
 
 from .checkpoint import CheckpointError, load_weights, read_checkpoint, state_dict_tensors, write_checkpoint
+from .sampling import FlowSampler, GaussianSampler, LeDiFlowSampler
 from .models import (
     AutoencoderConfig, ClassifierConfig, DiT, DiTConfig, DomainClassifier, KLAutoencoder, LatentFlow,
     LatentFlowConfig, PriorConfig, PriorModel,
@@ -28,8 +30,8 @@ MODEL_KINDS: dict[str, tuple[type[nn.Module], type]] = {
     "autoencoder": (KLAutoencoder, AutoencoderConfig),
     "classifier": (DomainClassifier, ClassifierConfig),
 }
-# Kinds without weights of their own: pixel space (no autoencoder), a pretrained diffusers VAE, and
-# the CLIP and Inception embedders (their weights stay where the user keeps them).
+# Kinds without weights of their own (four): pixel space (no autoencoder), a pretrained diffusers VAE,
+# and the CLIP and Inception embedders (their weights stay where the user keeps them).
 WEIGHTLESS_KINDS = ("identity", "diffusers_autoencoder", "clip", "inception")
 
 
@@ -104,3 +106,28 @@ def load_autoencoder(trained: TrainedModel, device: torch.device | str = "cpu") 
         cfg = trained.config
         return DiffusersAutoencoder(cfg["path"], cfg["image_channels"], cfg["scale"]).to(device).eval()
     raise ValueError(f"{trained.kind!r} is not an autoencoder")
+
+
+def make_sampler(fm: TrainedModel, prior: TrainedModel | None = None, latent_flow: TrainedModel | None = None,
+                 autoencoder: TrainedModel | None = None, device: torch.device | str = "cpu",
+                 precision: str = "fp32") -> FlowSampler:
+    """The right sampler for ``fm``: LeDiFlow when it was trained from the learned prior, else
+    the Gaussian baseline. EMA weights are used; latent models decode through the autoencoder."""
+    device = torch.device(device)
+    if fm.kind != "dit":
+        raise ValueError(f"expected a flow model (kind 'dit'), got {fm.kind!r}")
+    shape = (fm.config.in_channels, fm.config.resolution, fm.config.resolution)
+    ae = load_autoencoder(autoencoder, device) if autoencoder is not None else None
+    decode = ae.decode_scaled if ae is not None else None
+    flow = fm.inference.to(device).eval()
+    if fm.meta.get("prior") == "learned":
+        if prior is None or latent_flow is None:
+            raise ValueError(f"{fm.meta.get('name', 'flow model')} was trained from the learned prior: "
+                             "it needs the prior model and the latent sampler too")
+        lf_meta = latent_flow.meta
+        return LeDiFlowSampler(flow, prior.inference.to(device), latent_flow.inference.to(device), shape,
+                               noise_scale=float(fm.meta.get("prior_noise_scale", 1.0)),
+                               latent_steps=int(lf_meta.get("sample_steps", 16)),
+                               latent_solver=str(lf_meta.get("sample_solver", "midpoint")),
+                               decode=decode, device=device, precision=precision)
+    return GaussianSampler(flow, shape, decode=decode, device=device, precision=precision)

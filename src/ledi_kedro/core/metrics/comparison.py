@@ -2,7 +2,7 @@
 are noise, and whether the evaluation itself can be trusted. Plain Python over quality curves.
 
 A :class:`Curve` is one model's quality against NFE for one solver, with each point's paired
-replicates (``core.uncertainty``) and its wall-clock cost per image.
+replicates (``core.metrics.intervals``) and its wall-clock cost per image.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from .speedup import SpeedupEstimate, speedup_with_interval
-from .uncertainty import Interval, percentile_interval
+from .intervals import Interval, percentile_interval
 
 
 @dataclass

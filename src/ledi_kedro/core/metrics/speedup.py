@@ -32,8 +32,8 @@ def matched_quality_speedup(nfe: Sequence[float], ledi_quality: Sequence[float],
                             reference_nfe: float) -> Speedup:
     """Smallest NFE at which LeDiFlow's curve reaches ``reference_quality``, log-linearly interpolated.
 
-    ``nfe`` must be increasing. The curve is walked from the smallest NFE; the first segment that
-    crosses the reference is interpolated linearly in log(NFE).
+    The points are sorted by NFE (non-finite qualities dropped) and walked from the smallest NFE;
+    the first segment that crosses the reference is interpolated linearly in log(NFE).
     """
     pairs = sorted(zip(nfe, ledi_quality))
     if not pairs:
@@ -65,7 +65,7 @@ def reference_from_curve(nfe: Sequence[float], quality: Sequence[float], referen
 
 @dataclass(frozen=True)
 class SpeedupEstimate:
-    """A speedup with its interval from paired replicates of both curves (see core.uncertainty)."""
+    """A speedup with its interval from paired replicates of both curves (see core.metrics.intervals)."""
 
     point: Speedup
     replicates: tuple[Speedup, ...]

@@ -17,38 +17,30 @@ def _f64(x: torch.Tensor) -> torch.Tensor:
     return x.detach().to(torch.float64)
 
 
-def _sqrtm_psd_batched(m: torch.Tensor) -> torch.Tensor:
+def sqrtm_psd(m: torch.Tensor) -> torch.Tensor:
     """Symmetric square roots of (..., d, d) positive semi-definite matrices (negative eigenvalues -> 0)."""
     vals, vecs = torch.linalg.eigh((m + m.transpose(-1, -2)) / 2)
     return (vecs * vals.clamp_min(0).sqrt().unsqueeze(-2)) @ vecs.transpose(-1, -2)
 
 
-def _sqrtm_psd(m: torch.Tensor) -> torch.Tensor:
-    return _sqrtm_psd_batched(m)
-
-
 def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Fréchet distance between Gaussians fitted to ``a`` (n, d) and ``b`` (m, d)."""
+    """Fréchet distance between Gaussians fitted to ``a`` (n, d) and ``b`` (m, d) (clipped at 0)."""
     a, b = _f64(a), _f64(b)
     if a.shape[0] < 2 or b.shape[0] < 2:
         raise ValueError("the Fréchet distance needs at least 2 samples per set")
-    mu_a, mu_b = a.mean(0), b.mean(0)
     cov_a, cov_b = torch.cov(a.T).reshape(a.shape[1], -1), torch.cov(b.T).reshape(b.shape[1], -1)
-    root_a = _sqrtm_psd(cov_a)
-    cross = _sqrtm_psd(root_a @ cov_b @ root_a)
-    value = (mu_a - mu_b).pow(2).sum() + torch.trace(cov_a) + torch.trace(cov_b) - 2 * torch.trace(cross)
-    return float(value.clamp_min(0))
+    return max(0.0, gaussian_frechet_distance(a.mean(0), cov_a, b.mean(0), cov_b))
 
 
 def gaussian_frechet_distance(mu_a, cov_a, mu_b, cov_b) -> float:
-    """Closed form for two Gaussians given by their moments (used by tests and reports)."""
+    """FID's formula for two Gaussians given by their moments."""
     mu_a, cov_a, mu_b, cov_b = (_f64(torch.as_tensor(v)) for v in (mu_a, cov_a, mu_b, cov_b))
-    root_a = _sqrtm_psd(cov_a)
-    cross = _sqrtm_psd(root_a @ cov_b @ root_a)
+    root_a = sqrtm_psd(cov_a)
+    cross = sqrtm_psd(root_a @ cov_b @ root_a)
     return float((mu_a - mu_b).pow(2).sum() + torch.trace(cov_a) + torch.trace(cov_b) - 2 * torch.trace(cross))
 
 
-def _sq_dists(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def sq_dists(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (x.pow(2).sum(1)[:, None] + y.pow(2).sum(1)[None, :] - 2 * x @ y.T).clamp_min(0)
 
 
@@ -56,16 +48,16 @@ def mmd_rbf(a: torch.Tensor, b: torch.Tensor, sigma: float, scale: float = 1000.
     """Biased MMD^2 with a Gaussian RBF kernel of bandwidth ``sigma``, times ``scale``."""
     a, b = _f64(a), _f64(b)
     gamma = 1.0 / (2 * sigma**2)
-    k_aa = torch.exp(-gamma * _sq_dists(a, a)).mean()
-    k_bb = torch.exp(-gamma * _sq_dists(b, b)).mean()
-    k_ab = torch.exp(-gamma * _sq_dists(a, b)).mean()
+    k_aa = torch.exp(-gamma * sq_dists(a, a)).mean()
+    k_bb = torch.exp(-gamma * sq_dists(b, b)).mean()
+    k_ab = torch.exp(-gamma * sq_dists(a, b)).mean()
     return float(scale * (k_aa + k_bb - 2 * k_ab))
 
 
 def median_heuristic_sigma(x: torch.Tensor, max_n: int = 2000) -> float:
     """Median pairwise distance of (up to ``max_n``) rows: a bandwidth fixed once from real data."""
     x = _f64(x[:max_n])
-    d = _sq_dists(x, x).sqrt()
+    d = sq_dists(x, x).sqrt()
     return float(d[torch.triu_indices(len(x), len(x), 1).unbind()].median())
 
 

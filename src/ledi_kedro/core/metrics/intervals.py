@@ -33,7 +33,7 @@ from typing import Literal, Sequence
 
 import torch
 
-from .metrics import _sq_dists, _sqrtm_psd_batched
+from .distances import sq_dists, sqrtm_psd
 
 BootstrapMetric = Literal["fd", "kid", "mmd"]
 NONNEGATIVE = ("fd", "mmd")
@@ -109,7 +109,7 @@ class QualityBootstrap:
         for start in range(0, self.n_resamples, chunk):
             sl = slice(start, start + chunk)
             mu_r, cov_r = _weighted_moments(ref, w_ref[sl])
-            root_r = _sqrtm_psd_batched(cov_r)
+            root_r = sqrtm_psd(cov_r)
             tr_r = cov_r.diagonal(dim1=1, dim2=2).sum(-1)
             for p, (g, w) in enumerate(zip(gens, w_gens)):
                 wk = w[sl]
@@ -132,7 +132,7 @@ class QualityBootstrap:
 
     def _kernel_matrix(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         if self.metric == "mmd":
-            return torch.exp(-_sq_dists(a, b) / (2 * self.sigma**2))
+            return torch.exp(-sq_dists(a, b) / (2 * self.sigma**2))
         return (a @ b.T / a.shape[1] + 1) ** 3
 
     def _self_term(self, kernel: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
