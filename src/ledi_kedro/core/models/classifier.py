@@ -68,7 +68,8 @@ class DomainClassifier(nn.Module):
         self.head = nn.Linear(cfg.feature_dim, cfg.num_classes)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.stages(self.stem(x))
+        # channels_last: the CPU convolution kernels for these narrow layers are much faster with it
+        h = self.stages(self.stem(x.contiguous(memory_format=torch.channels_last)))
         return self.to_features(h.mean(dim=(2, 3)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
