@@ -10,15 +10,28 @@ import sys
 import tarfile
 from pathlib import Path
 
-import numpy as np
-import pytest
-from PIL import Image
+from ledi_kedro.core.threads import passive_waiting  # noqa: E402 (imports no torch)
 
+# Before torch is imported (libgomp reads it once): `make test` runs one pytest worker per core, and
+# spinning OpenMP threads of one worker would starve the others (README, "Several runs on one machine").
+passive_waiting()
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from PIL import Image  # noqa: E402
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (`make test` runs ``-n auto --dist loadgroup``), the tests that share the trained
+    tiny project run on one worker: it is built once (a session fixture is per worker) and they commit to it."""
+    for item in items:
+        if "tiny_trained_project" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("tiny_trained_project"))
 
 
 def deep_merge(base: dict, override: dict) -> dict:

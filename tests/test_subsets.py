@@ -62,6 +62,16 @@ def test_every_consumer_samples_across_all_classes(class_sorted_split):
     assert class_coverage(scoring["labels"])["n_classes"] >= 9
 
 
+def test_evaluate_names_a_split_too_small_for_error_bars(class_sorted_split):
+    judge = TrainedModel("classifier", cfg := ClassifierConfig(1, 8, N_CLASSES, width=2, feature_dim=4),
+                         DomainClassifier(cfg), None)
+    params = base_params({"run": {"device": "cpu"}})
+    tiny_test = {k: v[:2] for k, v in class_sorted_split["test"].items()}
+    with pytest.raises(ValueError, match=r"test split .*test_images.safetensors\) has 2 images.*at least 4.*"
+                                         r"preprocess.test_fraction"):
+        embed_reference(judge, class_sorted_split["train"], tiny_test, params["evaluate"], params["run"])
+
+
 def _history():
     import polars as pl
 

@@ -48,6 +48,9 @@ class Interval:
         return self.low <= value <= self.high
 
 
+MIN_ROWS = 4  # the fewest rows per set that half-sampling can give an interval for
+
+
 def half_sample_weights(n: int, n_resamples: int, generator: torch.Generator) -> torch.Tensor:
     """(n_resamples, n) float64 0/1 weights, each row keeping a random ``n // 2`` of the ``n`` rows."""
     keys = torch.rand(n_resamples, n, generator=generator)
@@ -94,8 +97,8 @@ class QualityBootstrap:
         ref = reference.detach().to(torch.float64)
         gens = [s.detach().to(torch.float64) for s in sets]
         for s in [ref, *gens]:
-            if s.shape[0] < 4:
-                raise ValueError(f"half-sampling needs at least 4 rows per set, got {s.shape[0]}")
+            if s.shape[0] < MIN_ROWS:
+                raise ValueError(f"half-sampling needs at least {MIN_ROWS} rows per set, got {s.shape[0]}")
         w_ref = half_sample_weights(ref.shape[0], self.n_resamples, torch.Generator().manual_seed(self.seed))
         w_gens = [half_sample_weights(g.shape[0], self.n_resamples, torch.Generator().manual_seed(self.seed + 1 + i))
                   for i, g in enumerate(gens)]

@@ -12,8 +12,6 @@ from typing import Literal
 
 import torch
 from einops import rearrange
-from timm.layers import Mlp
-from timm.models.vision_transformer import Attention
 from torch import nn
 
 from ..config import from_data, require_data_fields
@@ -92,6 +90,11 @@ def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch
 
 class DiTBlock(nn.Module):
     def __init__(self, hidden: int, heads: int, mlp_ratio: float):
+        # Imported here, not at the top: timm pulls in torchvision and torch._dynamo (~2 s), which
+        # every process that only reads a DiTConfig (each `kedro run`, via the parameters) would pay.
+        from timm.layers import Mlp
+        from timm.models.vision_transformer import Attention
+
         super().__init__()
         self.norm1 = nn.LayerNorm(hidden, elementwise_affine=False, eps=1e-6)
         self.attn = Attention(hidden, num_heads=heads, qkv_bias=True)  # fused SDPA inside

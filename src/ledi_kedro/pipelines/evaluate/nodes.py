@@ -24,10 +24,9 @@ from ledi_kedro.core.evaluation import (  # noqa: E402
 from ledi_kedro.core.metrics import median_heuristic_sigma  # noqa: E402
 from ledi_kedro.core.artifacts import TrainedModel, make_sampler  # noqa: E402
 from ledi_kedro.core.metrics.model_quality import straightness  # noqa: E402
-from ledi_kedro.core.data.tensors import image_grid  # noqa: E402
+from ledi_kedro.core.data.tensors import as_float, image_grid  # noqa: E402
 from ledi_kedro.core.subsets import class_coverage, seeded_rows  # noqa: E402
-from ledi_kedro.core.data.tensors import as_float  # noqa: E402
-from ledi_kedro.core.metrics.intervals import Interval, QualityBootstrap  # noqa: E402
+from ledi_kedro.core.metrics.intervals import MIN_ROWS, Interval, QualityBootstrap  # noqa: E402
 from ledi_kedro.params import EvaluateParams, parse  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -49,6 +48,12 @@ def embed_reference(quality_embedder: TrainedModel, train_image_tensors: dict[st
     embed = build_embedder(quality_embedder, resolve_device(run_p.device))
     test = seeded_rows(test_image_tensors, ev.n_reference, ev.seed)
     train = seeded_rows(train_image_tensors, ev.n_samples, ev.seed + 1)
+    for split, rows in (("test", test), ("train", train)):
+        if rows["images"].shape[0] < MIN_ROWS:
+            raise ValueError(
+                f"the {split} split (dataset {split}_image_tensors, data/05_model_input/{split}_images.safetensors) "
+                f"has {rows['images'].shape[0]} images; evaluate needs at least {MIN_ROWS} for its error bars: "
+                f"add images to the data source or raise preprocess.test_fraction")
     coverage = {"reference": class_coverage(test["labels"]), "real_vs_real": class_coverage(train["labels"])}
     log.info("reference set: %d held-out images from %d classes; real-vs-real set: %d train images from %d classes",
              coverage["reference"]["n"], coverage["reference"]["n_classes"], coverage["real_vs_real"]["n"],
