@@ -1,6 +1,6 @@
 """LeDiFlow vs the Gaussian-prior baseline, end to end on the core library (no Kedro, no polars).
 
-    python benchmarks/quality_benchmark.py --cpu                 # 2 CPU cores, ~30 min: a resolved comparison
+    python benchmarks/quality_benchmark.py --cpu                 # 2 CPU cores, ~16 min (at most ~30): a resolved comparison
     python benchmarks/quality_benchmark.py --data DIR            # GPU: Fashion-MNIST, CIFAR-10 pixel and latent
     python benchmarks/quality_benchmark.py --smoke               # seconds on a CPU, tiny everything
 
@@ -286,7 +286,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--data", type=Path, default=Path("bench_data"), help="folder with the data sets")
     mode = ap.add_mutually_exclusive_group()
     mode.add_argument("--smoke", action="store_true", help="tiny CPU run of the same code path")
-    mode.add_argument("--cpu", action="store_true", help="the 2-core CPU profile (Fashion-MNIST 16 px, ~30 min)")
+    mode.add_argument("--cpu", action="store_true", help="the 2-core CPU profile (Fashion-MNIST 16 px, ~16 min, at most ~30)")
     ap.add_argument("--only", default=None, help="comma-separated settings: fmnist, cifar10, cifar10_latent")
     ap.add_argument("--judge", type=Path, default=None, help="a trained quality_embedder folder to reuse")
     ap.add_argument("--out", type=Path, default=None, help="write results.json and results.md here")
