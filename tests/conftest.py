@@ -10,7 +10,7 @@ import sys
 import tarfile
 from pathlib import Path
 
-from ledi_kedro.core.threads import passive_waiting  # noqa: E402 (imports no torch)
+from ledi_kedro.core.threads import passive_waiting  # imports no torch
 
 # Before torch is imported (libgomp reads it once): `make test` runs one pytest worker per core, and
 # spinning OpenMP threads of one worker would starve the others (README, "Several runs on one machine").

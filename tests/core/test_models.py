@@ -88,3 +88,14 @@ def test_core_library_imports_neither_kedro_nor_polars():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     n, bad = out.strip().split(" ", 1)
     assert int(n) >= 30 and bad == "[]", out
+
+
+def test_reading_parameters_does_not_import_timm():
+    """Every `kedro run` parses the parameters (which hold a DiTConfig); timm, with torchvision and
+    torch._dynamo behind it, costs ~2 s of start-up and is only needed to build a DiT."""
+    code = ("import sys, ledi_kedro.params, ledi_kedro.core.models as m\n"
+            "print(sorted(k for k in ('timm', 'torchvision') if k in sys.modules))\n"
+            "m.DiT(m.DiTConfig(in_channels=1, resolution=8, size='T', patch_size=4))\n"
+            "print('timm' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["[]", "True"], out
