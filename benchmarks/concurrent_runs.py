@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from ledi_kedro.core.threads import available_cores
+
 ROOT = Path(__file__).resolve().parents[1]
 INPUTS = ["data/05_model_input/train_model_input.safetensors", "data/05_model_input/prior_codes.safetensors",
           "data/05_model_input/test_images.safetensors", "data/06_models/prior", "data/06_models/latent_flow",
@@ -87,8 +89,7 @@ def main() -> None:
             shutil.rmtree(p / "data/06_models/checkpoints", ignore_errors=True)
         together = run_group([a, b], args.steps, env)
         minutes = (time.perf_counter() - start_t) / 60
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    print(f"train_fm (default model, {args.steps} steps per flow model), {cores} cores, env {env or 'default'}:")
+    print(f"train_fm (default model, {args.steps} steps per flow model), {available_cores()} cores, env {env or 'default'}:")
     print(f"  alone:              {alone:.2f} steps/s")
     for i, r in enumerate(together, 1):
         print(f"  concurrent run {i}:   {r:.2f} steps/s  ({alone / r:.2f}x slower than alone)")

@@ -28,7 +28,7 @@ from typing import Any, Iterable
 import yaml
 
 PACKAGE = "ledi_kedro"
-ALWAYS_READ_SECTIONS = ("run",)  # SeedHooks seeds every run from run.seed
+ALWAYS_READ_SECTIONS = ("run",)  # the seed and thread hooks read run: in every run
 ALWAYS_READ_FILES = ("conf/base/catalog.yml", "conf/local")
 DVC_FILES = ("dvc.yaml", "tuning/dvc.yaml")
 # The data source of the default run lives in this tracked conf/local file, which dvc.yaml reads (`vars`).

@@ -25,15 +25,20 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def _run_params(context):  # type: ignore[no-untyped-def]
+    """The typed ``run:`` section, for the hooks that act before the first node (and before
+    :class:`ValidationHooks`): a bad value fails here with the same error that names it."""
+    from ledi_kedro.params import parse
+
+    return parse("run", context.params.get("run"))
+
+
 class SeedHooks:
     """Seeds every run from ``run.seed`` (``conf/base/parameters.yml``)."""
 
     @hook_impl
     def after_context_created(self, context) -> None:  # type: ignore[no-untyped-def]
-        seed = (context.params.get("run") or {}).get("seed", 0)
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise ValueError(f"parameter run.seed must be an integer, got {seed!r}")
-        seed_everything(seed)
+        seed_everything(_run_params(context).seed)
 
 
 class ThreadHooks:
@@ -44,9 +49,7 @@ class ThreadHooks:
     def after_context_created(self, context) -> None:  # type: ignore[no-untyped-def]
         from ledi_kedro.core.threads import apply_thread_budget, thread_budget
 
-        requested = (context.params.get("run") or {}).get("cpu_threads")
-        if requested is not None and (isinstance(requested, bool) or not isinstance(requested, int)):
-            raise ValueError(f"parameter run.cpu_threads must be a positive integer or null, got {requested!r}")
+        requested = _run_params(context).cpu_threads
         threads = apply_thread_budget(thread_budget(requested))
         log.info("CPU thread budget: %d thread(s) (run.cpu_threads=%s)", threads, requested)
 

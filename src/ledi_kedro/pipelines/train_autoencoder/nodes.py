@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
-
 from dataclasses import replace
+from typing import Any
 
 import polars as pl
 
