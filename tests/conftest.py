@@ -8,6 +8,8 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import threading
+import time
 from pathlib import Path
 
 from ledi_kedro.core.threads import passive_waiting  # imports no torch
@@ -27,11 +29,14 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (`make test` runs ``-n auto --dist loadgroup``), the tests that share the trained
-    tiny project run on one worker: it is built once (a session fixture is per worker) and they commit to it."""
-    for item in items:
-        if "tiny_trained_project" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("tiny_trained_project"))
+    """The tests that need a trained tiny project run last, those on the slower `dvc repro` build at the
+    very end, so that the builds, started in the background as the session begins, are done by the time
+    a worker reaches them."""
+    def rank(item: pytest.Item) -> int:
+        uses = set(getattr(item, "fixturenames", ()))
+        return 2 if DVC_BUILT in uses else 1 if TRAINED in uses else 0
+
+    items.sort(key=rank)  # stable: pytest's order within each rank
 
 
 def deep_merge(base: dict, override: dict) -> dict:
@@ -200,11 +205,15 @@ evaluate:
 """
 
 
+def script_env() -> dict[str, str]:
+    """This process's environment with this interpreter's scripts (dvc, kedro, ledi) first on the PATH."""
+    bin_dir = str(Path(sys.executable).parent)
+    return dict(os.environ, PATH=bin_dir + os.pathsep + os.environ.get("PATH", ""))
+
+
 def run(cmd: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
     """Run a command with this interpreter's scripts (dvc, kedro, ledi) first on the PATH."""
-    bin_dir = str(Path(sys.executable).parent)
-    env = dict(os.environ, PATH=bin_dir + os.pathsep + os.environ.get("PATH", ""))
-    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=script_env())
 
 
 def make_dvc_project(dst: Path, fmnist: Path) -> Path:
@@ -230,12 +239,135 @@ def make_dvc_project(dst: Path, fmnist: Path) -> Path:
     return project
 
 
+TRAINED, DVC_BUILT = "tiny_trained_project", "tiny_dvc_project"
+
+
+class TinyProjectBuilds:
+    """The tiny project's default chain, trained once per test session and shared by every pytest-xdist
+    worker, in two independent runs from scratch of the same code, settings and data:
+
+    - ``tiny_trained_project``: one `kedro run` of the default pipeline (one process, about 15 s alone);
+      the tests that read or continue trained models use it.
+    - ``tiny_dvc_project``: `dvc repro` of `dvc.yaml` (a process per stage, about 55 s alone), for the
+      tests of DVC itself; the round-trip test checks that both runs are byte-identical.
+
+    A run starts only when a selected test needs it. The first worker to claim ``root/claim`` starts the
+    runs in the background (the work is in subprocesses) while the workers go on with other tests;
+    ``root/<name>.rc`` appears when a run has ended.
+    """
+
+    COMMANDS = {TRAINED: ["kedro", "run"], DVC_BUILT: ["dvc", "repro"]}
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._procs: list[subprocess.Popen] = []
+        self._thread: threading.Thread | None = None
+
+    def project(self, name: str) -> Path:
+        return self.root / name
+
+    def start(self, names: list[str]) -> None:
+        try:
+            os.close(os.open(self.root / "claim", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return  # another worker builds them
+        self._thread = threading.Thread(target=self._build, args=(names,), name="tiny-project-builds", daemon=True)
+        self._thread.start()
+
+    def _build(self, names: list[str]) -> None:
+        codes = {name: 1 for name in names}
+        try:
+            fmnist = make_tiny_fashion_mnist(self.root / "fmnist")  # one data folder: the runs must match
+            for name in names:
+                make_dvc_project(self.project(name), fmnist)
+                with (self.root / f"{name}.log").open("w") as log:
+                    self._procs.append(subprocess.Popen(self.COMMANDS[name], cwd=self.project(name), stdout=log,
+                                                        stderr=subprocess.STDOUT, env=script_env()))
+            for name, proc in sorted(zip(names, self._procs), key=lambda pair: pair[0] != TRAINED):
+                codes[name] = proc.wait(timeout=900)  # the quick one first, so that its tests can start
+                atomic_write(self.root / f"{name}.rc", str(codes[name]))
+        except BaseException as exc:  # noqa: BLE001 - recorded for the waiting tests, not lost in a thread
+            with (self.root / "setup.log").open("a") as log:
+                log.write(f"build failed: {exc!r}\n")
+        finally:
+            for name in names:
+                if not (self.root / f"{name}.rc").exists():
+                    atomic_write(self.root / f"{name}.rc", str(codes[name]))
+
+    def finish(self, abort: bool) -> None:
+        """At the end of this worker's session: let the runs end (a test on another worker may still wait
+        for them), or kill them when the session stops early."""
+        if abort:
+            for proc in self._procs:
+                if proc.poll() is None:
+                    proc.kill()
+        if self._thread is not None:
+            self._thread.join()  # it records each run's exit code
+
+    def wait(self, name: str, timeout: float = 900) -> Path:
+        rc, deadline = self.root / f"{name}.rc", time.monotonic() + timeout
+        while not rc.exists():
+            if time.monotonic() > deadline:
+                pytest.fail(f"{name} was not built within {timeout:.0f} s; logs in {self.root}")
+            time.sleep(0.5)
+        if rc.read_text() != "0":
+            logs = [self.root / f"{name}.log", self.root / "setup.log"]
+            tail = "".join(f.read_text()[-6000:] for f in logs if f.exists())
+            pytest.fail(f"`{' '.join(self.COMMANDS[name])}` of {name} failed:\n{tail}")
+        return self.project(name)
+
+
+def atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
 @pytest.fixture(scope="session")
-def tiny_trained_project(tmp_path_factory) -> Path:
-    """A git + DVC project whose whole default chain ran once through `dvc repro` on tiny settings
-    (shared by the tests that need trained models; read-only for them)."""
-    base = tmp_path_factory.mktemp("trained")
-    project = make_dvc_project(base / "project", make_tiny_fashion_mnist(base / "fmnist"))
-    proc = run(["dvc", "repro"], project, timeout=900)
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-3000:]
-    return project
+def _tiny_project_builds(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    base = tmp_path_factory.getbasetemp()
+    # pytest-xdist gives each worker its own base temp inside one directory per run: build there, once
+    root = (base.parent if hasattr(request.config, "workerinput") else base) / "tiny-projects"
+    root.mkdir(exist_ok=True)
+    builds = TinyProjectBuilds(root)
+    yield builds
+    builds.finish(abort=bool(request.session.shouldstop or request.session.shouldfail))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _start_tiny_project_builds(request: pytest.FixtureRequest) -> None:
+    """Starts the builds as the session begins, those that a selected test needs."""
+    needed = [name for name in (TRAINED, DVC_BUILT)
+              if any(name in getattr(item, "fixturenames", ()) for item in request.session.items)]
+    if needed:
+        request.getfixturevalue("_tiny_project_builds").start(needed)
+
+
+@pytest.fixture(scope="session")
+def tiny_trained_project(_tiny_project_builds: TinyProjectBuilds) -> Path:
+    """A git + DVC copy of the project on tiny settings whose default chain ran once, as one `kedro run`:
+    trained models, checkpoints and reports. Shared by every test and worker, so read-only: tests that
+    train or write take a `tiny_trained_copy`."""
+    return _tiny_project_builds.wait(TRAINED)
+
+
+@pytest.fixture(scope="session")
+def tiny_dvc_project(_tiny_project_builds: TinyProjectBuilds) -> Path:
+    """The same project trained by `dvc repro` instead (dvc.lock, DVC cache), in another directory with
+    its own checkpoints. Read-only: tests that commit or run experiments take a `tiny_dvc_copy`."""
+    return _tiny_project_builds.wait(DVC_BUILT)
+
+
+def copy_project(src: Path, dst: Path) -> Path:
+    """A private copy of a trained tiny project: git history, DVC cache, outputs and checkpoints."""
+    return Path(shutil.copytree(src, dst, symlinks=True, ignore=shutil.ignore_patterns("build", "notebooks", ".viz", "tmp")))
+
+
+@pytest.fixture
+def tiny_trained_copy(tiny_trained_project: Path, tmp_path: Path) -> Path:
+    return copy_project(tiny_trained_project, tmp_path / "project")
+
+
+@pytest.fixture
+def tiny_dvc_copy(tiny_dvc_project: Path, tmp_path: Path) -> Path:
+    return copy_project(tiny_dvc_project, tmp_path / "project")

@@ -243,12 +243,19 @@ def _free_port() -> int:
 
 
 def _ddp_worker(rank, world, port, out_dir):
+    """Both DDP scenarios in one pair of spawned processes (each start imports torch: seconds)."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_RANK=str(rank))
     from ledi_kedro.core.distributed import init_distributed
 
     init_distributed("gloo")
     torch.set_num_threads(1)
+    _ddp_train(rank, os.path.join(out_dir, "match"))
+    _ddp_nan_on_rank_1(rank, os.path.join(out_dir, "nan"))
+    torch.distributed.destroy_process_group()
+
+
+def _ddp_train(rank, out_dir):
     cfg = TrainConfig(steps=10, batch_size=8, lr=1e-2, warmup_steps=0, device="cpu", log_every=5,
                       checkpoint_every=5)
     torch.manual_seed(0)
@@ -256,14 +263,41 @@ def _ddp_worker(rank, world, port, out_dir):
     from safetensors.torch import save_file
 
     save_file({k: v.contiguous() for k, v in result.model.state_dict().items()}, os.path.join(out_dir, f"rank{rank}.st"))
-    torch.distributed.destroy_process_group()
 
 
-def test_ddp_two_processes_match_one_process(tmp_path):
+def _ddp_nan_on_rank_1(rank, out_dir):
+    cfg = TrainConfig(steps=12, batch_size=8, lr=1e-2, warmup_steps=0, device="cpu", log_every=4, checkpoint_every=4)
+    steps = {"n": 0}
+
+    def nan_on_rank_1_from_step_6(model, batch, g):
+        steps["n"] += 1
+        loss = regression_loss(model, batch, g)[0]
+        return loss * float("nan") if rank == 1 and steps["n"] >= 6 else loss
+
+    torch.manual_seed(0)
+    try:
+        Trainer(Net(), nan_on_rank_1_from_step_6, make_data(), cfg,
+                checkpoint_dir=os.path.join(out_dir, "ckpt")).fit()
+        outcome = "finished"
+    except NonFiniteLossError as exc:
+        outcome = str(exc)
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, f"rank{rank}.txt"), "w") as fh:
+        fh.write(outcome)
+
+
+@pytest.fixture(scope="module")
+def ddp_runs(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ddp")
+    mp.spawn(_ddp_worker, args=(2, _free_port(), str(out)), nprocs=2, join=True)
+    return out
+
+
+def test_ddp_two_processes_match_one_process(ddp_runs):
     from safetensors.torch import load_file
 
-    mp.spawn(_ddp_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
-    r0, r1 = load_file(str(tmp_path / "rank0.st")), load_file(str(tmp_path / "rank1.st"))
+    out = ddp_runs / "match"
+    r0, r1 = load_file(str(out / "rank0.st")), load_file(str(out / "rank1.st"))
     for k in r0:
         assert torch.equal(r0[k], r1[k]), k
     cfg = TrainConfig(steps=10, batch_size=8, lr=1e-2, warmup_steps=0, device="cpu", log_every=5)
@@ -271,7 +305,14 @@ def test_ddp_two_processes_match_one_process(tmp_path):
     single = Trainer(Net(), regression_loss, make_data(), cfg).fit()
     for k, v in single.model.state_dict().items():
         torch.testing.assert_close(r0[k], v, rtol=1e-4, atol=1e-5)
-    assert [p.name for p in list_checkpoints(tmp_path / "ckpt")] == ["step_00000005", "step_00000010"]
+    assert [p.name for p in list_checkpoints(out / "ckpt")] == ["step_00000005", "step_00000010"]
+
+
+def test_ddp_nan_on_one_rank_stops_every_rank_without_a_bad_checkpoint(ddp_runs):
+    out = ddp_runs / "nan"
+    for rank in (0, 1):
+        assert "loss became nan at step 6" in (out / f"rank{rank}.txt").read_text(), rank
+    assert [p.name for p in list_checkpoints(out / "ckpt")] == ["step_00000004"]
 
 
 # ---------------------------------------------------------------- code-aware checkpoints
@@ -387,41 +428,6 @@ def test_eval_settings_need_each_other():
         TrainConfig(plateau_patience=3)
     with pytest.raises(ValueError, match="needs an evaluate_fn"):
         Trainer(Net(), regression_loss, make_data(), TrainConfig(**{**CFG.__dict__, "eval_every": 2}))
-
-
-def _ddp_nan_worker(rank, world, port, out_dir):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
-                      LOCAL_RANK=str(rank))
-    from ledi_kedro.core.distributed import init_distributed
-
-    init_distributed("gloo")
-    torch.set_num_threads(1)
-    cfg = TrainConfig(steps=12, batch_size=8, lr=1e-2, warmup_steps=0, device="cpu", log_every=4, checkpoint_every=4)
-    steps = {"n": 0}
-
-    def nan_on_rank_1_from_step_6(model, batch, g):
-        steps["n"] += 1
-        loss = regression_loss(model, batch, g)[0]
-        return loss * float("nan") if rank == 1 and steps["n"] >= 6 else loss
-
-    torch.manual_seed(0)
-    try:
-        Trainer(Net(), nan_on_rank_1_from_step_6, make_data(), cfg,
-                checkpoint_dir=os.path.join(out_dir, "ckpt")).fit()
-        outcome = "finished"
-    except NonFiniteLossError as exc:
-        outcome = str(exc)
-    with open(os.path.join(out_dir, f"rank{rank}.txt"), "w") as fh:
-        fh.write(outcome)
-    torch.distributed.destroy_process_group()
-
-
-@pytest.mark.timeout(180)
-def test_ddp_nan_on_one_rank_stops_every_rank_without_a_bad_checkpoint(tmp_path):
-    mp.spawn(_ddp_nan_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
-    for rank in (0, 1):
-        assert "loss became nan at step 6" in (tmp_path / f"rank{rank}.txt").read_text(), rank
-    assert [p.name for p in list_checkpoints(tmp_path / "ckpt")] == ["step_00000004"]
 
 
 # ---------------------------------------------------------------- the loop's small pieces

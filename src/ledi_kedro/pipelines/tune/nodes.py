@@ -21,6 +21,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import optuna  # noqa: E402
 import polars as pl  # noqa: E402
+from filelock import FileLock  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from ledi_kedro.core.artifacts import TrainedModel, make_sampler  # noqa: E402
@@ -136,11 +137,14 @@ def run_study(train_model_input: dict, test_image_tensors: dict, quality_embedde
                 raise optuna.TrialPruned()
         return value
 
-    study = optuna.create_study(
-        study_name=tp.study_name, storage=_storage(storage_path, tp), load_if_exists=True, direction="minimize",
-        sampler=optuna.samplers.TPESampler(seed=tp.seed + 1000 * tp.worker),  # workers must not suggest alike
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=tp.pruner_startup_trials,
-                                           n_warmup_steps=tp.pruner_warmup_steps))
+    # Workers that start together would each create the database's tables (Optuna's schema set-up is not
+    # safe against a concurrent one: "UNIQUE constraint failed: alembic_version"); one at a time.
+    with FileLock(f"{storage_path}.lock"):
+        study = optuna.create_study(
+            study_name=tp.study_name, storage=_storage(storage_path, tp), load_if_exists=True, direction="minimize",
+            sampler=optuna.samplers.TPESampler(seed=tp.seed + 1000 * tp.worker),  # workers must not suggest alike
+            pruner=optuna.pruners.MedianPruner(n_startup_trials=tp.pruner_startup_trials,
+                                               n_warmup_steps=tp.pruner_warmup_steps))
     stale = _fail_stale_trials(study)
     finished = [t for t in study.trials if t.state in (optuna.trial.TrialState.COMPLETE,
                                                        optuna.trial.TrialState.PRUNED)]
