@@ -15,7 +15,7 @@ run: install data          ## set up, then train and evaluate the default chain 
 	dvc repro
 
 test: install              ## the test suite, on every core (pytest -n auto)
-	$(PY) -m pytest -n auto
+	$(PY) -m pytest -n auto --maxschedchunk 1
 
 install: $(STAMP)
 

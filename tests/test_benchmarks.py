@@ -5,9 +5,12 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import PROJECT_ROOT
 
 
+@pytest.mark.slow
 def test_gpu_benchmark_smoke():
     proc = subprocess.run([sys.executable, "benchmarks/gpu_benchmark.py", "--smoke"], cwd=PROJECT_ROOT,
                           capture_output=True, text=True, timeout=300)
@@ -29,6 +32,7 @@ def test_preprocess_benchmark_on_a_small_archive(image_tree, tmp_path):
     assert "images/s" in proc.stdout and "7 rejected" in proc.stdout
 
 
+@pytest.mark.slow
 def test_quality_benchmark_smoke(tmp_path):
     proc = subprocess.run([sys.executable, "benchmarks/quality_benchmark.py", "--smoke", "--out", str(tmp_path)],
                           cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600)
@@ -43,6 +47,7 @@ def test_quality_benchmark_smoke(tmp_path):
     assert all(r["fd_low"] <= r["fd"] <= r["fd_high"] for r in result["rows"])
 
 
+@pytest.mark.slow
 def test_gpu_check_smoke(tmp_path):
     env = dict(os.environ, PYTHON=sys.executable)
     proc = subprocess.run(["bash", "benchmarks/gpu_check.sh", "--smoke", "--out", str(tmp_path)], cwd=PROJECT_ROOT,

@@ -22,13 +22,8 @@ def tree_hash(folder):
 
 
 @pytest.mark.slow
-def test_two_queued_experiments_run_in_parallel_with_their_own_checkpoints(tiny_trained_copy):
-    project = tiny_trained_copy
-    # The chain ran through `kedro run`: record its outputs as the stages' results, as a user who ran
-    # Kedro directly would (`dvc repro` itself is covered by the round-trip test).
-    ok(run(["dvc", "commit", "--force", "dvc.yaml"], project))
-    ok(run(["git", "add", "-A"], project))
-    ok(run(["git", "commit", "-q", "--allow-empty", "-m", "before experiments"], project))
+def test_two_queued_experiments_run_in_parallel_with_their_own_checkpoints(tiny_dvc_copy):
+    project = tiny_dvc_copy
     checkpoints = project / "data/06_models/checkpoints"
     before = tree_hash(checkpoints)
     for scale in ("0.5", "0.8"):  # train_fm alone: what differs between them (evaluation is covered elsewhere)

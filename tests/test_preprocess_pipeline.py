@@ -116,6 +116,7 @@ def test_fashion_mnist_source(tiny_fashion_mnist):
     np.testing.assert_array_equal(again["test_image_tensors"]["labels"], out["test_image_tensors"]["labels"])
 
 
+@pytest.mark.slow
 def test_cli_run_on_folder_with_corrupt_files(project_copy, image_tree):
     root, expected = image_tree
     params = f"data_source.kind=image_folder,data_source.path={root},preprocess.image.channels=3"

@@ -62,6 +62,7 @@ def test_train_fm_killed_then_resumed_from_its_last_checkpoint(tiny_trained_copy
     # (that a finished model is not retrained is tests/core/test_trainer.py::test_finished_model_is_not_retrained)
 
 
+@pytest.mark.slow
 def test_invalid_parameter_stops_before_any_node(project_copy, tiny_fashion_mnist):
     params = tiny_cli_params(tiny_fashion_mnist, project_copy / "ck") + ",fm.model.patch_size=3"
     proc = kedro(project_copy, f"--params={params}")

@@ -5,6 +5,7 @@ import time
 
 import optuna
 import polars as pl
+import pytest
 import torch
 import torch.multiprocessing as mp
 import yaml
@@ -43,6 +44,7 @@ def run(tmp_path, n_trials, worker=0):
                      tune_params(tmp_path, n_trials, worker))
 
 
+@pytest.mark.slow
 def test_study_runs_resumes_and_writes_best_parameters(tmp_path):
     best, trials, *figs = run(tmp_path, 2)
     assert isinstance(trials, pl.DataFrame) and trials.height == 2
@@ -67,6 +69,7 @@ def _worker(index, tmp_path):
     run(tmp_path, 4, worker=index)
 
 
+@pytest.mark.slow
 def test_two_processes_share_one_study(tmp_path):
     mp.spawn(_worker, args=(tmp_path,), nprocs=2, join=True)
     study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path / 'tune' / 'study.db'}")

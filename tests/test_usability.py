@@ -83,6 +83,7 @@ def test_cli_errors_and_help(tiny_trained_project, tmp_path):
         assert option in helptext, option
 
 
+@pytest.mark.slow
 def test_kedro_viz_build_has_every_pipeline_and_node(tiny_trained_project):
     from kedro.framework.project import configure_project, pipelines
 
@@ -104,6 +105,7 @@ def test_kedro_viz_build_has_every_pipeline_and_node(tiny_trained_project):
     assert {"ledi", "gaussian"} <= set(main["modular_pipelines"])  # the namespaces collapse in the graph
 
 
+@pytest.mark.slow
 def test_notebook_runs_top_to_bottom(tiny_trained_project):
     import nbformat
     from nbclient import NotebookClient

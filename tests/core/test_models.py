@@ -79,6 +79,7 @@ def test_latent_flow_and_autoencoder_shapes():
     torch.testing.assert_close(ae.decode_scaled(lat), ae.decode(ae.encode(x)[0]))
 
 
+@pytest.mark.slow
 def test_import_layering_in_a_fresh_interpreter():
     """In one fresh interpreter: every module of ledi_kedro.core, imported together, pulls in no Kedro
     layer; then reading the parameters (every `kedro run` does; they hold a DiTConfig) imports no timm

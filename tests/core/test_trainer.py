@@ -212,6 +212,7 @@ def test_uint8_images_arrive_scaled():
     assert seen["x"].dtype == torch.float32 and seen["x"][0].tolist() == [-1.0, 1.0]
 
 
+@pytest.mark.slow
 def test_overfits_two_images_with_flow_matching():
     g = torch.Generator().manual_seed(0)
     images = (torch.rand(2, 1, 8, 8, generator=g) > 0.5).to(torch.uint8) * 255
@@ -293,6 +294,7 @@ def ddp_runs(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_ddp_two_processes_match_one_process(ddp_runs):
     from safetensors.torch import load_file
 
@@ -308,6 +310,7 @@ def test_ddp_two_processes_match_one_process(ddp_runs):
     assert [p.name for p in list_checkpoints(out / "ckpt")] == ["step_00000005", "step_00000010"]
 
 
+@pytest.mark.slow
 def test_ddp_nan_on_one_rank_stops_every_rank_without_a_bad_checkpoint(ddp_runs):
     out = ddp_runs / "nan"
     for rank in (0, 1):
