@@ -362,7 +362,8 @@ def tiny_rerun_project(_tiny_project_builds: TinyProjectBuilds) -> Path:
 
 def copy_project(src: Path, dst: Path) -> Path:
     """A private copy of a trained tiny project: git history, DVC cache, outputs and checkpoints."""
-    return Path(shutil.copytree(src, dst, symlinks=True, ignore=shutil.ignore_patterns("build", "notebooks", ".viz", "tmp")))
+    ignore = shutil.ignore_patterns("build", "notebooks", ".viz", "tmp")  # what other tests write there
+    return Path(shutil.copytree(src, dst, symlinks=True, ignore=ignore))
 
 
 @pytest.fixture

@@ -32,7 +32,7 @@ def kedro(project: Path, *args: str, timeout: int = 300, **popen) -> subprocess.
 
 
 def fm_params(steps: int, every: int) -> str:
-    """`--params` for train_fm in the tiny project: a step budget, with logs, checkpoints and monitoring every `every`."""
+    """`--params` for train_fm in the tiny project: a step budget; logs, checkpoints and monitoring every `every`."""
     return ",".join(f"fm.train.{key}={value}" for key, value in
                     (("steps", steps), ("log_every", every), ("checkpoint_every", every), ("eval_every", every)))
 
@@ -58,7 +58,8 @@ def test_train_fm_killed_then_resumed_from_its_last_checkpoint(tiny_trained_copy
     again = kedro(project, "--pipelines=train_fm", f"--params={fm_params(reached + 6, 6)}")
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     log = again.stdout + again.stderr
-    assert f"fm_gaussian: resumed from {Path('data/06_models/checkpoints') / 'fm_gaussian' / last} (step {reached})" in log
+    resumed_from = Path("data/06_models/checkpoints") / "fm_gaussian" / last
+    assert f"fm_gaussian: resumed from {resumed_from} (step {reached})" in log
     # (that a finished model is not retrained is tests/core/test_trainer.py::test_finished_model_is_not_retrained)
 
 
