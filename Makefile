@@ -14,8 +14,8 @@ export HF_HUB_OFFLINE := 1
 run: install data          ## set up, then train and evaluate the default chain through DVC
 	dvc repro
 
-test: install              ## the test suite, on every core (pytest -n auto)
-	$(PY) -m pytest -n auto --maxschedchunk 1
+test: install              ## the test suite, on every core, one test at a time per worker; prints the 10 slowest
+	$(PY) -m pytest -n auto --maxschedchunk 1 --durations=10
 
 install: $(STAMP)
 
