@@ -34,6 +34,7 @@ import torch  # noqa: E402
 
 import gpu_benchmark  # noqa: E402
 import quality_benchmark as qb  # noqa: E402
+from ledi_kedro.core.io import atomic_write_bytes  # noqa: E402
 
 # Budget of part 2, measured on one H200 (2026-11-27): DiT-XS trains at ~60 steps/s with batch 256 and
 # quality monitoring; a 3000-step cap stopped both models before their plateau, a 9000-step cap let the
@@ -121,10 +122,10 @@ def main(argv: list[str] | None = None) -> None:
 def _write(out: Path, card: str, peak: float, rows: list[dict], quality_lines: list[str], quality: dict | None,
            minutes: float) -> str:
     md = markdown(card, peak, rows, quality_lines, minutes)
-    (out / "gpu_check.md").write_text(md)
-    (out / "gpu_check.json").write_text(json.dumps(
+    atomic_write_bytes(out / "gpu_check.md", md.encode())  # rewritten after each part: never half a file
+    atomic_write_bytes(out / "gpu_check.json", json.dumps(
         {"card": card, "torch": torch.__version__, "minutes": minutes, "matmul_peak_tflops": peak,
-         "backbone": rows, "quality": quality}, indent=2, default=str))
+         "backbone": rows, "quality": quality}, indent=2, default=str).encode())
     return md
 
 

@@ -12,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 
+from ledi_kedro.core.io import atomic_write_bytes
 from ledi_kedro.core.threads import passive_waiting  # imports no torch
 
 # Before torch is imported (libgomp reads it once): `make test` runs one pytest worker per core, and
@@ -219,6 +220,12 @@ def run(cmd: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedPr
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=script_env())
 
 
+def ok(proc: subprocess.CompletedProcess) -> str:
+    """The output of a command that must succeed (its tail is the failure message otherwise)."""
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout + proc.stderr
+
+
 def make_dvc_project(dst: Path, fmnist: Path) -> Path:
     """A git + DVC copy of the project (code included, so that DVC hashes it) on tiny settings in conf/local."""
     project = make_project_copy(dst)
@@ -276,7 +283,6 @@ class TinyProjectBuilds:
         self._thread.start()
 
     def _build(self, names: list[str]) -> None:
-        codes = {name: 1 for name in names}
         try:
             fmnist = make_tiny_fashion_mnist(self.root / "fmnist")  # one data folder: the runs must match
             for name in names:
@@ -286,15 +292,14 @@ class TinyProjectBuilds:
                         ["kedro", "run"], cwd=self.project(name), stdout=log, stderr=subprocess.STDOUT,
                         env=script_env(), preexec_fn=None if name == TRAINED else lambda: os.nice(10)))
             for name, proc in zip(names, self._procs):
-                codes[name] = proc.wait(timeout=900)
-                atomic_write(self.root / f"{name}.rc", str(codes[name]))
+                atomic_write_bytes(self.root / f"{name}.rc", str(proc.wait(timeout=900)).encode())
         except BaseException as exc:  # noqa: BLE001 - recorded for the waiting tests, not lost in a thread
             with (self.root / "setup.log").open("a") as log:
                 log.write(f"build failed: {exc!r}\n")
         finally:
-            for name in names:
+            for name in names:  # a run that never ended counts as failed
                 if not (self.root / f"{name}.rc").exists():
-                    atomic_write(self.root / f"{name}.rc", str(codes[name]))
+                    atomic_write_bytes(self.root / f"{name}.rc", b"1")
 
     def finish(self, abort: bool) -> None:
         """At the end of this worker's session: let the runs end (a test on another worker may still wait
@@ -317,12 +322,6 @@ class TinyProjectBuilds:
             tail = "".join(f.read_text()[-6000:] for f in logs if f.exists())
             pytest.fail(f"`kedro run` of {name} failed:\n{tail}")
         return self.project(name)
-
-
-def atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 @pytest.fixture(scope="session")
@@ -379,6 +378,5 @@ def tiny_dvc_copy(tiny_trained_copy: Path) -> Path:
     runs one through DVC)."""
     for cmd in (["dvc", "commit", "--force", "dvc.yaml"], ["git", "add", "-A"],
                 ["git", "commit", "-q", "-m", "tiny run"]):
-        proc = run(cmd, tiny_trained_copy)
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        ok(run(cmd, tiny_trained_copy))
     return tiny_trained_copy

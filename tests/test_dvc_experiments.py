@@ -6,12 +6,7 @@ import json
 
 import pytest
 
-from tests.conftest import run
-
-
-def ok(proc):
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc.stdout + proc.stderr
+from tests.conftest import ok, run
 
 
 def tree_hash(folder):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run
+from tests.conftest import ok, run
 
 MODELS = ("quality_embedder", "prior", "latent_flow", "fm_ledi", "fm_gaussian")
 
@@ -25,11 +25,6 @@ def deterministic_metrics(project: Path) -> dict:
     metrics = json.loads((project / "data/08_reporting/metrics.json").read_text())
     metrics.pop("wallclock")
     return metrics
-
-
-def ok(proc):
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc.stdout + proc.stderr
 
 
 @pytest.mark.slow
