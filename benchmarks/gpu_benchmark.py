@@ -4,7 +4,8 @@
     python benchmarks/gpu_benchmark.py --smoke      # seconds on a CPU: tiny model, same code path
 
 Training rows use the project's real Trainer (AdamW, EMA, bf16 autocast, optional torch.compile)
-on the Gaussian-prior flow-matching loss with data held on the device. MFU = achieved model
+on the baseline's training objective (``core.objectives.fm_gaussian_prior_loss``) with data held on
+the device. MFU = achieved model
 FLOP/s / the card's measured dense bf16 matmul rate, with 3x the forward FLOPs per training
 image (forward + backward). Needs only torch, timm, einops and numpy.
 """
@@ -21,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import torch  # noqa: E402
 
-from ledi_kedro.core.flow import fm_loss, sample_time  # noqa: E402
 from ledi_kedro.core.models import DiT, DiTConfig  # noqa: E402
+from ledi_kedro.core.objectives import fm_gaussian_prior_loss  # noqa: E402
 from ledi_kedro.core.sampling import GaussianSampler  # noqa: E402
 from ledi_kedro.core.trainer import TrainConfig, Trainer  # noqa: E402
 
@@ -47,12 +48,6 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def gaussian_fm_loss(model, batch, g):
-    x1 = batch["images"]
-    x0 = torch.randn(x1.shape, generator=g, device=x1.device)
-    return fm_loss(model, x0, x1, sample_time(x1.shape[0], "logit_normal", generator=g, device=x1.device))
-
-
 def bench_training(size: str, res: int, channels: int, compile_: bool, batch: int, steps: int,
                    device: torch.device, peak: float) -> dict:
     cfg = DiTConfig(in_channels=channels, resolution=res, patch_size=2, size=size)
@@ -62,7 +57,7 @@ def bench_training(size: str, res: int, channels: int, compile_: bool, batch: in
                             compile=compile_, device=str(device), precision="bf16", checkpoint_every=10**9)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    result = Trainer(model, gaussian_fm_loss, data, train_cfg).fit()
+    result = Trainer(model, fm_gaussian_prior_loss("logit_normal"), data, train_cfg).fit()
     steps_per_s = result.log_history[-1]["steps_per_s"]  # second interval: warm-up and compilation excluded
     img_s = steps_per_s * batch
     tflops = 3 * model.flops_per_image() * img_s / 1e12

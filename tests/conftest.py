@@ -12,8 +12,10 @@ import threading
 import time
 from pathlib import Path
 
+from ledi_kedro.conf_files import deep_merge, load_parameters
 from ledi_kedro.core.io import atomic_write_bytes
 from ledi_kedro.core.threads import passive_waiting  # imports no torch
+from ledi_kedro.workspace import make_workspace
 
 # Before torch is imported (libgomp reads it once): `make test` runs one pytest worker per core, and
 # spinning OpenMP threads of one worker would starve the others (README, "Several runs on one machine").
@@ -43,25 +45,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=group)  # stable: pytest's order within each group
 
 
-def deep_merge(base: dict, override: dict) -> dict:
-    """``base`` with ``override``'s keys replaced, recursing into mappings (like Kedro's soft merge)."""
-    out = dict(base)
-    for key, value in override.items():
-        out[key] = deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
-
-
 def base_params(overrides: dict | None = None) -> dict:
     """Every parameter section as conf/base defines it, with ``overrides`` merged in: tests run the
     settings users run, changed only where a test says so."""
-    import copy
-
-    import yaml
-
-    params: dict = {}
-    for path in sorted((PROJECT_ROOT / "conf" / "base").glob("parameters*.yml")):
-        params.update(yaml.safe_load(path.read_text()) or {})
-    return deep_merge(copy.deepcopy(params), overrides or {})
+    return deep_merge(load_parameters(PROJECT_ROOT / "conf", env=None), overrides or {})
 
 
 def encode(img: Image.Image, fmt: str, **kwargs) -> bytes:
@@ -145,68 +132,18 @@ def tiny_fashion_mnist(tmp_path: Path) -> Path:
 
 
 def make_tiny_fashion_mnist(root: Path) -> Path:
-    from ledi_kedro.core.data.idx import write_idx
+    from ledi_kedro.core.data.idx import write_random_fashion_mnist
 
-    rng = np.random.default_rng(0)
-    root.mkdir(parents=True)
-    for prefix, n in (("train", 12), ("t10k", 5)):
-        write_idx(root / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
-        write_idx(root / f"{prefix}-labels-idx1-ubyte.gz", (np.arange(n) % 10).astype(np.uint8))
-    return root
+    root.mkdir(parents=True)  # a fresh folder: runs that must match read the same one
+    return write_random_fashion_mnist(root, n_train=12, n_test=5, seed=0)
 
 
 @pytest.fixture
 def project_copy(tmp_path: Path) -> Path:
     """A copy of the project's configuration in a temp dir, for CLI runs that write data/."""
-    return make_project_copy(tmp_path / "project")
+    return make_workspace(tmp_path / "project")
 
 
-def make_project_copy(dst: Path) -> Path:
-    dst.mkdir(parents=True)
-    shutil.copy(PROJECT_ROOT / "pyproject.toml", dst)
-    shutil.copy(PROJECT_ROOT / ".telemetry", dst)
-    shutil.copytree(PROJECT_ROOT / "conf", dst / "conf", ignore=shutil.ignore_patterns("local"))
-    (dst / "conf" / "local").mkdir()
-    (dst / "src").mkdir()  # the package itself comes from the editable install
-    return dst
-
-
-TINY_PROJECT_YAML = """
-run: {device: cpu, max_train_images: null}
-preprocess: {image: {resolution: 8, small_images: resize}}
-embedder:
-  model: {width: 2, feature_dim: 4}
-  train: {steps: 2, batch_size: 4, warmup_steps: 1, log_every: 1, checkpoint_every: 2}
-prior:
-  model: {z_dim: 4, base_channels: 8}
-  eval_images: 4
-  train: {steps: 4, batch_size: 8, warmup_steps: 2, log_every: 2, checkpoint_every: 2, eval_every: 2}
-latent_flow:
-  model: {hidden: 16, depth: 1}
-  sample_steps: 2
-  train: {steps: 4, batch_size: 8, warmup_steps: 2, log_every: 2, checkpoint_every: 2}
-fm:
-  model: {size: T, patch_size: 2}
-  train: {steps: 4, batch_size: 8, warmup_steps: 2, log_every: 2, checkpoint_every: 2, eval_every: 2,
-          plateau_patience: 0}
-  monitor: {n_samples: 4, n_reference: 4, batch_size: 4}
-gaussian:
-  variant: {monitor_nfe: 4}
-evaluate:
-  n_samples: 8
-  n_reference: 5
-  batch_size: 4
-  nfe_grid: [1, 2, 4]
-  reference_nfe: 4
-  adaptive_rtols: [0.1]
-  straightness_samples: 2
-  straightness_steps: 2
-  grid_images: 2
-  interpolation_points: 3
-  inpaint_examples: 2
-  bootstrap: {resamples: 10}
-  latent_sweep: {steps: [1, 2], solvers: [euler]}
-"""
 
 
 def script_env() -> dict[str, str]:
@@ -228,7 +165,7 @@ def ok(proc: subprocess.CompletedProcess) -> str:
 
 def make_dvc_project(dst: Path, fmnist: Path) -> Path:
     """A git + DVC copy of the project (code included, so that DVC hashes it) on tiny settings in conf/local."""
-    project = make_project_copy(dst)
+    project = make_workspace(dst)
     shutil.rmtree(project / "src")
     shutil.copytree(PROJECT_ROOT / "src" / "ledi_kedro", project / "src" / "ledi_kedro",
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
@@ -239,7 +176,7 @@ def make_dvc_project(dst: Path, fmnist: Path) -> Path:
         (project / "data" / sub).mkdir(parents=True, exist_ok=True)
     (project / "conf/local/parameters_data_source.yml").write_text(
         f"data_source: {{kind: fashion_mnist, path: {fmnist}}}\n")
-    (project / "conf/local/parameters_tiny.yml").write_text(TINY_PROJECT_YAML)
+    shutil.copy(PROJECT_ROOT / "conf/tiny/parameters.yml", project / "conf/local/parameters_tiny.yml")
     (project / ".gitignore").write_text("data/06_models/checkpoints/\n__pycache__/\nbuild/\n.viz/\nnotebooks/\n")
     for cmd in (["git", "init", "-q"], ["git", "config", "user.email", "t@example.com"], ["git", "config", "user.name", "t"],
                 ["dvc", "init", "-q"], ["dvc", "config", "core.analytics", "false"],

@@ -34,17 +34,49 @@ def test_preprocess_benchmark_on_a_small_archive(image_tree, tmp_path):
 
 @pytest.mark.slow
 def test_quality_benchmark_smoke(tmp_path):
-    proc = subprocess.run([sys.executable, "benchmarks/quality_benchmark.py", "--smoke", "--out", str(tmp_path)],
-                          cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    """The benchmark is `kedro run --env ENV` in a workspace of its own, then evaluate's tables."""
+    ws = tmp_path / "ws"
+    proc = subprocess.run([sys.executable, "benchmarks/quality_benchmark.py", "--smoke", "--sequential", "--workspace",
+                           str(ws)], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = proc.stdout
-    assert out.startswith("device: CPU") and "== synthetic (smoke)" in out
-    assert out.count("speedup at NFE 4:") == 2 and out.count("speedup vs the baseline's best:") == 2
-    assert "FD at NFE 4 during training: 2:" in out  # the baseline's quality history (evaluated every 2 steps)
-    assert "wall-clock" in out and "FD (95% interval) per NFE" in out
-    result = json.loads((tmp_path / "results.json").read_text())["results"][0]
-    assert set(result["training"]) == {"ledi", "gaussian"}
-    assert all(r["fd_low"] <= r["fd"] <= r["fd_high"] for r in result["rows"])
+    assert "`kedro run --env tiny`" in out and "| solver | model | NFE 1 | NFE 2 | NFE 4 |" in out
+    assert out.count("| at_reference_nfe (NFE 4") == 2 and out.count("| vs_best_baseline (NFE") == 2
+    assert "| encoder codes of training images | 0 |" in out and "memorisation (nearest training image" in out
+    assert (ws / "data/08_reporting/metrics.json").is_file() and (ws / "kedro_run.log").is_file()
+    assert (ws / "results.md").read_text().strip() in out
+    saved = json.loads((ws / "results.json").read_text())
+    assert saved["env"] == "tiny" and saved["metrics"]["training"]["gaussian"]["steps"] == 4
+    again = subprocess.run([sys.executable, "benchmarks/quality_benchmark.py", "--smoke", "--workspace", str(ws),
+                            "--report-only"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and tables(again.stdout) == tables(out)  # read back from the workspace's files
+
+
+def test_quality_benchmark_trains_the_flow_models_side_by_side(monkeypatch, tmp_path):
+    """The default on 2 cores: the shared parts, then both namespaces of train_fm at once on one core each,
+    then train_fm (both finished: its last node plots both) with evaluate and report."""
+    monkeypatch.syspath_prepend(str(PROJECT_ROOT / "benchmarks"))
+    import quality_benchmark
+
+    started = []
+    monkeypatch.setattr(quality_benchmark, "_start", lambda cmd, ws, log: (started.append((cmd[2:], log)), (cmd, log))[1])
+    waits = []
+    monkeypatch.setattr(quality_benchmark, "_wait", lambda runs: waits.append(len(runs)))
+    quality_benchmark.run_pipelines(tmp_path, "cpu_benchmark", "run.seed=1", side_by_side=True)
+    assert waits == [1, 2, 1]
+    assert started == [
+        (["--env=cpu_benchmark", "--pipelines=preprocess,train_embedder,train_autoencoder,train_prior,train_latent_flow",
+          "--params=run.seed=1"], "kedro_run_shared.log"),
+        (["--env=cpu_benchmark", "--pipelines=train_fm", "--namespaces=ledi", "--params=run.seed=1,run.cpu_threads=1"],
+         "kedro_run_ledi.log"),
+        (["--env=cpu_benchmark", "--pipelines=train_fm", "--namespaces=gaussian",
+          "--params=run.seed=1,run.cpu_threads=1"], "kedro_run_gaussian.log"),
+        (["--env=cpu_benchmark", "--pipelines=train_fm,evaluate,report", "--params=run.seed=1"], "kedro_run_evaluate.log")]
+
+
+def tables(stdout: str) -> str:
+    """What the benchmark prints after its header line."""
+    return stdout.split("\nquality benchmark: ", 1)[1].split("\n", 1)[1]
 
 
 @pytest.mark.slow
@@ -54,6 +86,9 @@ def test_gpu_check_smoke(tmp_path):
                           capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     md = (tmp_path / "gpu_check.md").read_text()
-    assert "| DiT-T | 16 | off |" in md and "LeDiFlow vs Gaussian baseline" in md and "speedup at NFE 4" in md
+    assert "| DiT-T | 16 | off |" in md and "the default chain on conf/tiny" in md
+    assert md.count("| at_reference_nfe (NFE 4") == 2 and "| encoder codes of training images | 0 |" in md
     data = json.loads((tmp_path / "gpu_check.json").read_text())
-    assert data["backbone"][0]["img_s"] > 0 and data["quality"]["training"]["gaussian"]["steps"] >= 2
+    assert data["backbone"][0]["img_s"] > 0 and data["quality"]["metrics"]["training"]["gaussian"]["steps"] == 4
+    assert set(data["quality"]["minutes"]) == {"preprocess", "train_embedder", "train_autoencoder", "train_prior",
+                                                "train_latent_flow", "train_fm", "evaluate"}

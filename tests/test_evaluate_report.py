@@ -15,8 +15,8 @@ from tests.test_preprocess_pipeline import KeptDataset
 from tests.test_training_pipelines import image_split, run_chain, tiny_params
 
 TINY_EVAL = {
-    "bootstrap": {"resamples": 20}, "sampling_seeds": 2, "latent_sweep": {"steps": [1, 2], "solvers": ["midpoint"]},
-    "n_samples": 12, "n_reference": 16, "batch_size": 6, "nfe_grid": [1, 2, 4], "solvers": ["euler", "midpoint", "dopri5"],
+    "bootstrap": {"resamples": 20}, "sampling_seeds": 2, "latent_sweep": {"steps": [1, 2], "solvers": ["rk4"]},
+    "n_samples": 12, "n_reference": 12, "batch_size": 6, "nfe_grid": [1, 2, 4], "solvers": ["euler", "midpoint", "dopri5"],
     "adaptive_rtols": [0.1], "reference_nfe": 4, "straightness_samples": 4, "straightness_steps": 4,
     "grid_images": 3, "interpolation_points": 3, "inpaint_examples": 2,
 }
@@ -54,8 +54,8 @@ def test_sweep_table(evaluated):
     assert table.filter(pl.col("solver") == "dopri5").height == 2
     assert set(table.filter(pl.col("solver") == "none")["model"]) == {"real_train", "prior_x0", "gaussian_noise"}
     ledi_rows = table.filter(pl.col("model") == "ledi")
-    assert (ledi_rows["latent_nfe"] == 4).all()  # latent sampler: 2 midpoint steps
-    assert (table["n_samples"].filter(table["solver"] != "none") == 12).all() and (table["n_reference"] == 16).all()
+    assert (ledi_rows["latent_nfe"] == 8).all()  # the shipped latent sampler: 2 rk4 steps
+    assert (table["n_samples"].filter(table["solver"] != "none") == 12).all() and (table["n_reference"] == 12).all()
     assert (table.filter(pl.col("solver") != "none")["seconds_per_image"] > 0).all()
 
 
@@ -72,7 +72,7 @@ def test_every_point_has_an_interval_around_its_value(evaluated):
 
 def test_metrics_and_speedups(evaluated):
     m = evaluated.load("evaluation_metrics")
-    assert m["primary_metric"] == "fd" and m["n_samples"] == 12 and m["n_reference"] == 16
+    assert m["primary_metric"] == "fd" and m["n_samples"] == 12 and m["n_reference"] == 12
     assert isinstance(m["evaluation_reliable"], bool) and isinstance(m["evaluation_warnings"], list)
     # the tiny judge (4 steps) is far below min_judge_accuracy, so the run must say it is unreliable
     assert not m["evaluation_reliable"] and any("accuracy" in w for w in m["evaluation_warnings"])
@@ -87,7 +87,7 @@ def test_metrics_and_speedups(evaluated):
             assert all(m[f"fd_{model}_{solver}_low"][n] <= v <= m[f"fd_{model}_{solver}_high"][n]
                        for n, v in nfes.items())
     assert m["sanity_real_train_fd_interval"][0] <= m["sanity_real_train_fd"] <= m["sanity_real_train_fd_interval"][1]
-    assert m["subset_coverage"]["reference"] == {"n": 16, "n_classes": 3}
+    assert m["subset_coverage"]["reference"] == {"n": 12, "n_classes": 3}
     assert set(evaluated.load("straightness")) == {"ledi", "gaussian"}
     sp = evaluated.load("speedup_table")
     assert set(sp["reference"]) == {"at_reference_nfe", "vs_best_baseline"}
@@ -96,15 +96,35 @@ def test_metrics_and_speedups(evaluated):
     assert m["training"]["gaussian"]["stop_reason"] == "step_cap" and m["baseline_converged"] is False
     assert m["sampling_seeds"] == 2 and m["fd_max_seed_std"] >= 0
     wall = m["wallclock"]  # timings are kept apart from the figures that must repeat exactly
-    assert set(wall["latent_sampler"]) >= {"recommended", "configured", "configured_x0_fraction"}
+    assert wall["latent_sampler_recommended"].startswith("rk4 x ")
+    assert m["latent_sampler"]["configured"] == "rk4 x 2" and m["latent_sampler"]["image_nfe"] == 2
+    low, high = m["latent_sampler"]["configured_minus_best"]
+    assert low <= high and m["latent_sampler"]["configured_within_noise_of_best"] == (low <= 0)
+    assert {"train_codes_quality", "held_out_codes_quality", "held_out_codes_interval"} <= set(m["latent_sampler"])
     assert not any(k.startswith(("ms_per_image", "ledi_x0")) for k in m)
+    # the memorisation check: every model's worst point, and the training images themselves as the positive control
+    assert set(m["memorisation"]) == {"ledi", "gaussian", "real_vs_real_nn_train_median"}
+    assert 0 <= m["memorisation"]["ledi"]["close_fraction"] <= 1 and m["memorisation"]["real_vs_real_nn_train_median"] == 0
 
 
 def test_latent_sampler_sweep(evaluated):
     sweep = evaluated.load("latent_sampler_sweep")
-    assert sweep["latent_steps"].to_list() == [1, 2] and sweep["configured"].to_list() == [False, True]
+    # columns: euler @ 1, midpoint @ 2 and @ 4; rows: rk4 x 1 and x 2, and the encoder codes of training images
+    # and of the 4 held-out images outside the reference set
+    assert sweep["image_nfe"].to_list() == [1] * 4 + [2] * 4 + [4] * 4
+    assert sweep["image_solver"].to_list() == ["euler"] * 4 + ["midpoint"] * 8
+    assert sweep["latent_solver"].to_list() == ["rk4", "rk4", "codes:train", "codes:held_out"] * 3
+    assert sweep["n_samples"].to_list() == [12, 12, 12, 4] * 3
+    assert sweep["latent_nfe"].to_list() == [4.0, 8.0, 0.0, 0.0] * 3
+    assert sweep["configured"].to_list() == [False, True, False, False] * 3
     assert ((sweep["fd_low"] <= sweep["fd"]) & (sweep["fd"] <= sweep["fd_high"])).all()
-    assert (sweep["x0_fraction"] > 0).all() and (sweep["x0_fraction"] < 1).all()
+    latent = sweep.filter(pl.col("latent_nfe") > 0)
+    assert (latent["x0_fraction"] > 0).all() and (latent["x0_fraction"] < 1).all()
+    # the shipped setting's row is the sweep's LeDiFlow point itself: same sampler, seeds and images
+    shipped = sweep.filter(pl.col("configured") & (pl.col("image_nfe") == 2)).row(0, named=True)
+    point = evaluated.load("sweep_results").filter(
+        (pl.col("model") == "ledi") & (pl.col("solver") == "midpoint") & (pl.col("nfe") == 2)).row(0, named=True)
+    assert shipped["fd"] == point["fd"]
 
 
 def test_report_is_self_contained(evaluated):
@@ -112,7 +132,7 @@ def test_report_is_self_contained(evaluated):
     for text in (md, html):
         assert "tiny" in text and "Quality against NFE" in text and "Provenance" in text
         assert "EVALUATION UNRELIABLE" in text and "test accuracy" in text
-        assert "git commit" in text and "torch" in text and "latent sampler: quality against the cost" in text
+        assert "git commit" in text and "torch" in text and "started from encoder codes of training and of held-out" in text
         assert "data:image/png;base64," in text
         assert "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad" in text  # sha256("abc")
         assert "missing" in text

@@ -53,8 +53,8 @@ def test_every_consumer_samples_across_all_classes(class_sorted_split):
     params = base_params({"evaluate": {"n_samples": n, "n_reference": n, "seed": 0}, "run": {"device": "cpu", "seed": 0},
                           "prior": {"eval_images": n}, "tune": {"objective": {"n_reference": n}}})
     ref = embed_reference(judge, train, test, params["evaluate"], params["run"])
-    assert ref["coverage"]["reference"]["n_classes"] >= 9 and ref["coverage"]["reference"]["n"] == n
-    assert ref["coverage"]["real_vs_real"]["n_classes"] >= 9
+    assert ref.coverage["reference"]["n_classes"] >= 9 and ref.coverage["reference"]["n"] == n
+    assert ref.coverage["real_vs_real"]["n_classes"] >= 9
     prior = TrainedModel("prior", pc := PriorConfig(1, 8, z_dim=2, base_channels=4, bottleneck=4), PriorModel(pc), None)
     metrics = evaluate_prior(prior, test, _history(), params["prior"], params["run"])
     assert metrics["n_test_images"] == n and metrics["n_test_classes"] >= 9

@@ -15,7 +15,7 @@ import torch
 
 from .core.checkpoint import CheckpointError
 from .core.distributed import resolve_device
-from .core.artifacts import TrainedModel, load_trained, make_sampler
+from .core.artifacts import FlowRecord, TrainedModel, load_trained, make_sampler, read_record
 from .core.sampling import FlowSampler
 
 
@@ -54,12 +54,16 @@ def load_sampler(path: str | Path, *, prior: str | Path | None = None, latent_fl
     if fm.kind != "dit":
         raise IncompatibleModelError(f"{path} holds a {fm.kind!r} model, not a flow model (kind 'dit'); "
                                      "point to data/06_models/fm_ledi or fm_gaussian")
+    try:
+        record = read_record(FlowRecord, fm, str(path))
+    except CheckpointError as exc:
+        raise IncompatibleModelError(str(exc)) from exc
     siblings = {"prior": prior, "latent_flow": latent_flow, "autoencoder": autoencoder}
     parts: dict[str, TrainedModel | None] = {}
     for name, given in siblings.items():
         folder = Path(given) if given is not None else path.parent / name
-        needed = (name != "autoencoder" and fm.meta.get("prior") == "learned") or (
-            name == "autoencoder" and fm.meta.get("space") == "latent")
+        needed = (name != "autoencoder" and record.prior == "learned") or (
+            name == "autoencoder" and record.space == "latent")
         if not needed:
             parts[name] = None
             continue

@@ -20,7 +20,7 @@ from ledi_kedro.core.config import ConfigError, from_dict
 from ledi_kedro.core.data.images import ImageSpec
 from ledi_kedro.core.models import AutoencoderConfig, ClassifierConfig, DiTConfig, LatentFlowConfig, PriorConfig
 from ledi_kedro.core.models.conv import levels_to
-from ledi_kedro.core.solvers import check_solver
+from ledi_kedro.core.solvers import check_solver, stages
 from ledi_kedro.core.trainer import TrainConfig
 
 TimeSampler = Literal["uniform", "logit_normal"]
@@ -133,11 +133,26 @@ class PriorParams:
 
 
 @dataclass(frozen=True)
+class LatentMonitorParams:
+    """The latent sampler's quality during training (when ``train.eval_every`` > 0), judged through images:
+    FD on the judge's features of the prior's mean images of sampled codes against those of held-out codes."""
+
+    n_samples: int  # codes drawn per evaluation (fixed seeds)
+    n_reference: int  # held-out images (a seeded sample) whose codes are the reference
+    batch_size: int
+
+    def __post_init__(self) -> None:
+        if self.n_samples < 2 or self.n_reference < 2 or self.batch_size < 1:
+            raise ValueError("latent_flow.monitor.n_samples and n_reference must be >= 2, batch_size >= 1")
+
+
+@dataclass(frozen=True)
 class LatentFlowParams:
     model: LatentFlowConfig
     time_sampler: TimeSampler
     sample_steps: int  # ODE steps of the latent sampler at generation time
     sample_solver: str
+    monitor: LatentMonitorParams
     train: TrainConfig
 
     def __post_init__(self) -> None:
@@ -217,19 +232,50 @@ class ReliabilityParams:
 
 
 @dataclass(frozen=True)
-class LatentSweepParams:
-    """Quality against cost of LeDiFlow's latent sampler (its steps and solver) at a fixed image NFE."""
+class ImagePoint:
+    """One column of the latent-sampler sweep: the image flow's solver and NFE."""
 
-    steps: list[int]  # empty: no sweep
+    solver: str
+    nfe: int
+
+    def __post_init__(self) -> None:
+        check_solver(self.solver, adaptive=False, what="latent_sweep.image_points solver")
+        if self.nfe < 1 or self.nfe % stages(self.solver):
+            raise ValueError(f"latent_sweep.image_points: {self.solver} cannot spend NFE {self.nfe} "
+                             f"(a positive multiple of its {stages(self.solver)} stage(s))")
+
+
+@dataclass(frozen=True)
+class LatentSweepParams:
+    """LeDiFlow at a few image NFE with its latent sampler's solver and steps varied, and from encoder codes
+    (a perfect latent sampler): quality against the cost of drawing x0."""
+
+    steps: list[int]  # latent sampler steps to try (empty: only the encoder-code rows)
     solvers: list[str]
-    image_nfe: int
-    image_solver: str
+    image_points: list[ImagePoint]  # the columns (empty: no latent-sampler sweep)
+    choice_nfe: int  # the column (by image NFE) where the frontier (best, cheapest within its interval) is read
 
     def __post_init__(self) -> None:
         if any(s < 1 for s in self.steps):
             raise ValueError(f"latent_sweep.steps must be positive, got {self.steps}")
-        for s in [*self.solvers, self.image_solver]:
-            check_solver(s, adaptive=False, what="latent_sweep solver")
+        for s in self.solvers:
+            check_solver(s, adaptive=False, what="latent_sweep.solvers")
+        nfes = [p.nfe for p in self.image_points]
+        if len(set(nfes)) != len(nfes):
+            raise ValueError(f"latent_sweep.image_points: one column per image NFE, got {nfes}")
+        if nfes and self.choice_nfe not in nfes:
+            raise ValueError(f"latent_sweep.choice_nfe={self.choice_nfe} is not an NFE of image_points {nfes}")
+
+
+@dataclass(frozen=True)
+class MemorisationParams:
+    """When a model counts as copying its training set (then the evaluation says so instead of a verdict)."""
+
+    max_close_fraction: float  # share of samples nearer to a training image than 95% of held-out images are
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.max_close_fraction <= 1.0:
+            raise ValueError(f"memorisation.max_close_fraction must be in (0, 1], got {self.max_close_fraction}")
 
 
 @dataclass(frozen=True)
@@ -241,6 +287,7 @@ class EvaluateParams:
     solvers: list[str]
     adaptive_rtols: list[float]  # dopri5 rows
     reference_nfe: int
+    extend_baseline_grid: bool  # the baseline's best at the grid's largest NFE: one more point at twice that NFE
     primary_metric: Literal["fd", "kid", "mmd"]
     straightness_samples: int
     straightness_steps: int
@@ -252,6 +299,7 @@ class EvaluateParams:
     sampling_seeds: int  # > 1: repeat the sweep with more sampling seeds and report their spread
     bootstrap: BootstrapParams
     reliability: ReliabilityParams
+    memorisation: MemorisationParams
     latent_sweep: LatentSweepParams
 
     def __post_init__(self) -> None:

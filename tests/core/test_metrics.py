@@ -98,3 +98,28 @@ def test_reference_from_curve():
     assert reference_from_curve(NFE, [7, 6, 5, 4, 3, 3.5, 4.0], None) == (16, 3)  # best point
     with pytest.raises(ValueError, match="reference NFE 128"):
         reference_from_curve(NFE, [1] * 7, 128)
+
+
+def test_nearest_distances_match_brute_force():
+    from ledi_kedro.core.metrics.memorisation import nearest_distances
+
+    g = torch.Generator().manual_seed(0)
+    q, bank = torch.randn(37, 5, generator=g), torch.randn(50, 5, generator=g)
+    expected = torch.cdist(q.double(), bank.double()).min(dim=1).values
+    torch.testing.assert_close(nearest_distances(q, bank, chunk=8).double(), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_memorisation_tells_copies_from_new_samples():
+    from ledi_kedro.core.metrics.memorisation import memorisation, nearest_distances
+
+    g = torch.Generator().manual_seed(0)
+    training, held_out, fresh = (torch.randn(n, 8, generator=g) for n in (2000, 400, 400))
+    held_out_nn = nearest_distances(held_out, training)
+    copies = training[:400] + 0.01 * torch.randn(400, 8, generator=g)
+    copied = memorisation(nearest_distances(copies, training), held_out_nn, len(training))
+    new = memorisation(nearest_distances(fresh, training), held_out_nn, len(training))
+    assert copied.close_fraction == 1.0 and copied.ratio < 0.05
+    assert new.close_fraction < 0.12 and 0.8 < new.ratio < 1.25  # same distribution as held-out: ~5%, ratio ~1
+    assert new.to_dict()["ratio"] == new.ratio and new.n_training == 2000
+    with pytest.raises(ValueError, match="quantile"):
+        memorisation(held_out_nn, held_out_nn, 1, quantile=1.5)

@@ -83,7 +83,8 @@ def test_latent_flow_and_autoencoder_shapes():
 def test_import_layering_in_a_fresh_interpreter():
     """In one fresh interpreter: every module of ledi_kedro.core, imported together, pulls in no Kedro
     layer; then reading the parameters (every `kedro run` does; they hold a DiTConfig) imports no timm
-    (with torchvision and torch._dynamo behind it, ~2 s of start-up), which only building a DiT needs."""
+    (with torchvision and torch._dynamo behind it, ~2 s of start-up), which only building a DiT needs;
+    then the chain's steps and the configuration reader pull in no Kedro, polars or matplotlib."""
     code = ("import importlib, json, pkgutil, sys, ledi_kedro.core as core\n"
             "mods = [m.name for m in pkgutil.walk_packages(core.__path__, 'ledi_kedro.core.')]\n"
             "[importlib.import_module(m) for m in mods]\n"
@@ -93,7 +94,10 @@ def test_import_layering_in_a_fresh_interpreter():
             "out['params'] = sorted(k for k in ('timm', 'torchvision') if k in sys.modules)\n"
             "m.DiT(m.DiTConfig(in_channels=1, resolution=8, size='T', patch_size=4))\n"
             "out['dit_needs_timm'] = 'timm' in sys.modules\n"
+            "import ledi_kedro.steps.chain, ledi_kedro.conf_files\n"
+            "out['steps'] = sorted(m for m in ('kedro', 'polars', 'matplotlib', 'ledi_kedro.pipelines') if m in sys.modules)\n"
             "print(json.dumps(out))")
     out = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
     assert out["modules"] >= 30 and out["core"] == [], out
     assert out["params"] == [] and out["dit_needs_timm"], out
+    assert out["steps"] == [], out  # the chain's steps run where Kedro is not installed (the GPU check)

@@ -24,7 +24,8 @@ def samplers():
     flow = randomised(DiT(DiTConfig(in_channels=1, resolution=8, patch_size=2, size="T")))
     prior = PriorModel(PriorConfig(in_channels=1, resolution=8, z_dim=6, base_channels=8)).eval()
     latent = randomised(LatentFlow(LatentFlowConfig(z_dim=6, hidden=16, depth=1)), seed=1)
-    return GaussianSampler(flow, SHAPE), LeDiFlowSampler(flow, prior, latent, SHAPE, latent_steps=4)
+    return GaussianSampler(flow, SHAPE), LeDiFlowSampler(flow, prior, latent, SHAPE, noise_scale=1.0,
+                                                               latent_steps=4, latent_solver="midpoint")
 
 
 @pytest.mark.parametrize("which", [0, 1])
@@ -100,3 +101,39 @@ def test_straightness_is_zero_for_a_straight_flow():
             return self.v.expand_as(x)
 
     assert straightness(GaussianSampler(Constant(), SHAPE), n=4, steps=8) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_sampling_from_codes_is_ledi_with_the_latent_sampler_replaced(samplers):
+    """Point-mass codes (logvar -> -inf): z is mu_z itself, and x0 is the prior's draw at mu_z with the same eps."""
+    _, ledi = samplers
+    mu = torch.randn(3, 6, generator=torch.Generator().manual_seed(5))
+    out = ledi.sample_from_codes(mu, torch.full_like(mu, -60.0), nfe=2, solver="midpoint", seed=4)
+    torch.testing.assert_close(out.z, mu)
+    g = torch.Generator().manual_seed(4)
+    torch.randn(mu.shape, generator=g)  # the draw for z
+    eps = torch.randn((3, *SHAPE), generator=g)
+    torch.testing.assert_close(out.x0, ledi.prior_model.sample_x0(mu, ledi.noise_scale, eps=eps))
+    torch.testing.assert_close(out.images, ledi.flow_from(out.x0, nfe=2, solver="midpoint").x)
+    assert out.nfe == 2 and out.latent_nfe == 0
+
+
+def test_latent_quality_monitor_sees_a_shifted_sampler():
+    """Codes q(z|y) = N(0, I), judged through identity 'images': the identity latent flow (zero velocity, z = w)
+    scores about the sampling noise; a constant velocity 3 shifts every code by 3 (FD ~ 9 per dimension)."""
+    from ledi_kedro.core.evaluation import latent_quality_monitor
+
+    class Constant(nn.Module):
+        def __init__(self, v):
+            super().__init__()
+            self.v = nn.Parameter(torch.tensor(float(v)))
+
+        def forward(self, z, t):
+            return torch.zeros_like(z) + self.v
+
+    dim = 4
+    codes = {"mu_z": torch.zeros(2000, dim), "logvar_z": torch.zeros(2000, dim)}
+    monitor = latent_quality_monitor(lambda z: z, lambda x: x, codes, n_samples=2000, solver="euler", steps=2,
+                                     batch_size=500)
+    still, shifted = monitor(Constant(0.0), 1), monitor(Constant(3.0), 1)
+    assert still < 0.1 and abs(shifted - 9 * dim) < 1.5
+    assert monitor(Constant(0.0), 2) == still  # fixed seeds: successive evaluations differ only by the model

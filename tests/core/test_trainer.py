@@ -146,7 +146,7 @@ def test_other_data_or_fewer_steps_make_checkpoints_stale(tmp_path):
 
 
 def test_restart_policy_retrains_from_scratch(tmp_path):
-    from ledi_kedro.training import run_training
+    from ledi_kedro.steps.training import run_training
 
     run = run_params(str(tmp_path), "restart")
     first = run_training("net", Net, regression_loss, make_data(), CFG, run, {"kind": "net"})
@@ -351,7 +351,7 @@ def _load_loss_module(path, scale):
 
 def test_a_finished_model_is_retrained_after_its_loss_code_changes(tmp_path):
     from ledi_kedro.core.checkpoint import StaleCheckpointError
-    from ledi_kedro.training import run_training
+    from ledi_kedro.steps.training import run_training
 
     src = tmp_path / "src" / "user_losses_v.py"
     src.parent.mkdir()
@@ -378,7 +378,7 @@ def test_a_finished_model_is_retrained_after_its_loss_code_changes(tmp_path):
 
 
 def test_restart_also_replaces_checkpoints_that_no_longer_load(tmp_path):
-    from ledi_kedro.training import run_training
+    from ledi_kedro.steps.training import run_training
 
     run = run_params(str(tmp_path), "restart")
     run_training("net", Net, regression_loss, make_data(), CFG, run, {"kind": "net"})
@@ -400,6 +400,21 @@ def test_plateau_rule():
     assert plateau_reached([5, 4, 3, 3.0, 2.99], 2, 0.02)  # 0.3% better: not a real improvement
     assert not plateau_reached([5, 4, 3, 3.0, 2.5], 2, 0.02)
     assert not plateau_reached([5, 4, 3, 3.0, 2.99], 0, 0.02)  # patience 0: the rule is off
+
+
+def test_plateau_rule_on_running_means_is_not_decided_by_one_lucky_value():
+    from ledi_kedro.core.trainer import plateau_reached, running_means
+
+    assert running_means([1, 2, 3, 4], 2) == [1.5, 2.5, 3.5] and running_means([1, 2], 3) == []
+    # still improving ~2.5% per evaluation, with one lucky low value: the raw rule stops, the 3-mean rule does not
+    noisy = [20.0, 19.5, 15.0, 18.5, 18.0, 17.5]
+    assert plateau_reached(noisy, 3, 0.02, window=1)
+    assert not plateau_reached(noisy, 3, 0.02, window=3)
+    # flat (within 1%) around 10 after the improvement: both stop, the mean once `patience` full means are flat
+    flat = [20.0, 15.0, 10.0, 10.1, 9.9, 10.0, 10.1, 9.95]
+    assert plateau_reached(flat, 3, 0.02, window=3)
+    assert not plateau_reached(flat[:-2], 3, 0.02, window=3)
+    assert not plateau_reached([5, 4], 1, 0.02, window=3)  # fewer values than a window: no decision
 
 
 def test_training_stops_at_the_quality_plateau_and_resumes_with_more_patience(tmp_path):

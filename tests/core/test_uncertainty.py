@@ -140,3 +140,20 @@ def test_reliability_warnings():
     assert "noise row" in w
     (w,) = reliability_warnings(ok, floor, noise, 0.7, **kwargs)
     assert "accuracy 0.700" in w
+
+
+def test_points_drawn_from_the_same_seeds_are_paired_on_the_generated_side_too():
+    """Two settings that sample from the same noise (row i of each comes from the same seed) and differ by a
+    systematic shift: with the generated halves shared row by row, the paired interval of their difference
+    excludes 0; with the rows of one point shuffled (the pairing broken) the same difference is within the noise."""
+    g = torch.Generator().manual_seed(6)
+    ref = torch.randn(2000, 4, generator=g)
+    common = torch.randn(400, 4, generator=g) * 1.3  # the seeds' noise, shared by both points
+    a, b = common, common + 0.2
+    points = [frechet_distance(a, ref), frechet_distance(b, ref)]
+    reps = QualityBootstrap("fd", 200).replicates(ref, [a, b], points)
+    assert paired_difference(reps[0].tolist(), reps[1].tolist(), points[1] - points[0]).low > 0
+    shuffled = b[torch.randperm(400, generator=torch.Generator().manual_seed(1))]
+    reps = QualityBootstrap("fd", 200).replicates(ref, [a, shuffled], points)
+    iv = paired_difference(reps[0].tolist(), reps[1].tolist(), points[1] - points[0])
+    assert iv.low < 0 < iv.high

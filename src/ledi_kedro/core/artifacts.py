@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 import torch
 from torch import nn
@@ -52,6 +52,41 @@ class TrainedModel:
 
     def config_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self.config) if dataclasses.is_dataclass(self.config) else dict(self.config or {})
+
+
+@dataclass(frozen=True)
+class FlowRecord:
+    """What an image flow model's artifact says about how to sample it (``meta`` in its state.json): where
+    x0 comes from, and the prior noise scale s in x0 = mu(z) + s exp(lv(z)/2) eps (``fm.prior_noise_scale``)."""
+
+    prior: Literal["learned", "gaussian"]
+    name: str
+    time_sampler: str
+    prior_noise_scale: float
+    space: Literal["pixel", "latent"]
+
+
+@dataclass(frozen=True)
+class LatentSamplerRecord:
+    """How LeDiFlow draws its codes at sampling time (``latent_flow.sample_solver`` x ``sample_steps``)."""
+
+    time_sampler: str
+    sample_solver: str
+    sample_steps: int
+
+
+Record = TypeVar("Record", FlowRecord, LatentSamplerRecord)
+
+
+def read_record(cls: type[Record], trained: "TrainedModel", where: str = "") -> Record:
+    """The typed record in ``trained.meta``; a missing field is an error that names it (no fallback: the
+    defaults live in conf/base, and an artifact that lacks a setting was made by an older version)."""
+    names = [f.name for f in dataclasses.fields(cls)]
+    missing = [n for n in names if n not in trained.meta]
+    if missing:
+        raise CheckpointError(f"{where or trained.kind + ' model'}: its state.json lacks {', '.join(missing)} "
+                              f"({cls.__name__}); it was written by an older version of the project: retrain it")
+    return cls(**{n: trained.meta[n] for n in names})
 
 
 def build_model(kind: str, config: dict[str, Any]) -> tuple[nn.Module, Any]:
@@ -120,14 +155,13 @@ def make_sampler(fm: TrainedModel, prior: TrainedModel | None = None, latent_flo
     ae = load_autoencoder(autoencoder, device) if autoencoder is not None else None
     decode = ae.decode_scaled if ae is not None else None
     flow = fm.inference.to(device).eval()
-    if fm.meta.get("prior") == "learned":
+    record = read_record(FlowRecord, fm, "flow model")
+    if record.prior == "learned":
         if prior is None or latent_flow is None:
-            raise ValueError(f"{fm.meta.get('name', 'flow model')} was trained from the learned prior: "
+            raise ValueError(f"{record.name} was trained from the learned prior: "
                              "it needs the prior model and the latent sampler too")
-        lf_meta = latent_flow.meta
+        lf = read_record(LatentSamplerRecord, latent_flow, "latent sampler")
         return LeDiFlowSampler(flow, prior.inference.to(device), latent_flow.inference.to(device), shape,
-                               noise_scale=float(fm.meta.get("prior_noise_scale", 1.0)),
-                               latent_steps=int(lf_meta.get("sample_steps", 16)),
-                               latent_solver=str(lf_meta.get("sample_solver", "midpoint")),
-                               decode=decode, device=device, precision=precision)
+                               noise_scale=record.prior_noise_scale, latent_steps=lf.sample_steps,
+                               latent_solver=lf.sample_solver, decode=decode, device=device, precision=precision)
     return GaussianSampler(flow, shape, decode=decode, device=device, precision=precision)

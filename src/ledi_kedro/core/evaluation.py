@@ -13,7 +13,7 @@ import torch
 
 from .metrics import frechet_distance, kid, mmd_rbf
 from .distributed import synchronize
-from .sampling import FlowSampler, LeDiFlowSampler
+from .sampling import FlowSampler, LeDiFlowSampler, integrate_latent
 from .solvers import FIXED_SOLVERS, check_solver, stages
 
 Embed = Callable[[torch.Tensor], torch.Tensor]
@@ -51,18 +51,27 @@ class Generated:
 
 
 def generate_and_embed(sampler: FlowSampler, embed: Embed, n: int, batch: int, solver: str, *,
-                       nfe: int | None = None, rtol: float | None = None, seed: int = 0,
-                       keep: int = 16) -> Generated:
+                       nfe: int | None = None, rtol: float | None = None, seed: int = 0, keep: int = 16,
+                       codes: dict[str, torch.Tensor] | None = None) -> Generated:
     """Sample ``n`` images in batches (seeds ``seed``, ``seed + 1``, ...), time them end to end
-    (latent sampler, prior, image ODE, decoder) and embed them."""
+    (latent sampler, prior, image ODE, decoder) and embed them. With ``codes`` (encoder moments ``mu_z``,
+    ``logvar_z`` of at least ``n`` images; LeDiFlow only) the batches start from those codes instead of
+    the latent sampler's."""
     feats, examples, nfes, latent_nfes, seconds, x0_seconds = [], [], [], [], 0.0, 0.0
     kwargs = {"rtol": rtol, "atol": rtol} if solver == "dopri5" else {"nfe": nfe}
+    if codes is not None and codes["mu_z"].shape[0] < n:
+        raise ValueError(f"{codes['mu_z'].shape[0]} codes for {n} images")
     done, b = 0, 0
     while done < n:
         size = min(batch, n - done)
         synchronize(sampler.device)
         start = time.perf_counter()
-        res = sampler.sample(size, solver=solver, seed=seed + b, **kwargs)
+        if codes is None:
+            res = sampler.sample(size, solver=solver, seed=seed + b, **kwargs)
+        else:
+            rows = slice(done, done + size)
+            res = sampler.sample_from_codes(codes["mu_z"][rows], codes["logvar_z"][rows], solver=solver,
+                                            seed=seed + b, **kwargs)
         synchronize(sampler.device)
         seconds += time.perf_counter() - start
         x0_seconds += res.x0_seconds
@@ -131,7 +140,7 @@ def prior_only_features(sampler: LeDiFlowSampler, embed: Embed, n: int, batch: i
     for b, start in enumerate(range(0, n, batch)):
         g = torch.Generator(device=sampler.device).manual_seed(seed + b)
         x0, _, _ = sampler.draw_x0(min(batch, n - start), g)
-        feats.append(embed(sampler._finish(x0).float().clamp(-1, 1)))
+        feats.append(embed(sampler.to_images(x0).float().clamp(-1, 1)))
     return torch.cat(feats)
 
 
@@ -147,5 +156,33 @@ def flow_quality_monitor(sampler_for: Callable[[torch.nn.Module], FlowSampler], 
         gen = generate_and_embed(sampler_for(ema), embed, n_samples, min(batch_size, n_samples), solver, nfe=nfe,
                                  seed=seed)
         return frechet_distance(gen.features, reference)
+
+    return evaluate
+
+
+def latent_quality_monitor(code_images: Callable[[torch.Tensor], torch.Tensor], embed: Embed,
+                           reference_codes: dict[str, torch.Tensor], n_samples: int, solver: str, steps: int,
+                           batch_size: int = 250, seed: int = 0) -> Callable[[torch.nn.Module, int], float]:
+    """Quality of a latent sampler during training, judged through images: FD between the judge's features
+    of ``code_images(z)`` (e.g. the prior's mean image mu(z)) for ``n_samples`` codes drawn by the sampler
+    (``solver`` x ``steps``, fixed seeds) and for codes z ~ q(z | y) of held-out images
+    (``reference_codes``: their encoder moments ``mu_z``, ``logvar_z``; one fixed draw). A perfect latent
+    sampler scores about the noise of two samples of one distribution; a distance in z itself does not see
+    which errors the decoder and the image flow amplify."""
+    mu, logvar = reference_codes["mu_z"], reference_codes["logvar_z"]
+    g = torch.Generator().manual_seed(seed)
+    z_ref = mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, generator=g)
+    reference = torch.cat([embed(code_images(chunk)) for chunk in z_ref.split(batch_size)])
+    z_dim = int(mu.shape[1])
+
+    @torch.no_grad()
+    def evaluate(ema: torch.nn.Module, step: int) -> float:
+        device = next(ema.parameters()).device
+        feats = []
+        for b, start in enumerate(range(0, n_samples, batch_size)):
+            gen = torch.Generator(device=device).manual_seed(seed + b)
+            w = torch.randn((min(batch_size, n_samples - start), z_dim), generator=gen, device=device)
+            feats.append(embed(code_images(integrate_latent(ema, w, solver, steps)[0])))
+        return frechet_distance(torch.cat(feats), reference)
 
     return evaluate

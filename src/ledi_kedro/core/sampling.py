@@ -79,7 +79,8 @@ class FlowSampler:
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast):
             return self.flow(x, t.expand(x.shape[0])).to(x.dtype)
 
-    def _finish(self, x: torch.Tensor) -> torch.Tensor:
+    def to_images(self, x: torch.Tensor) -> torch.Tensor:
+        """Points of the flow's space as images: decoded through the autoencoder for latent models."""
         return self.decode(x) if self.decode is not None else x
 
     @torch.no_grad()
@@ -110,7 +111,7 @@ class FlowSampler:
         x0_seconds = time.perf_counter() - start
         sol = self.flow_from(x0, steps=steps, nfe=nfe, solver=solver, return_trajectory=return_trajectory,
                              **solver_kwargs)
-        return SampleResult(self._finish(sol.x), x0, sol.nfe, latent_nfe, z, sol.trajectory, x0_seconds)
+        return SampleResult(self.to_images(sol.x), x0, sol.nfe, latent_nfe, z, sol.trajectory, x0_seconds)
 
     @torch.no_grad()
     def inpaint(self, known: torch.Tensor, mask: torch.Tensor, *, steps: int | None = None,
@@ -131,7 +132,7 @@ class FlowSampler:
 
         sol = self.flow_from(x0, steps=steps, nfe=nfe, solver=solver, callback=keep_known)
         x = mask * known + (1 - mask) * sol.x
-        return SampleResult(self._finish(x), x0, sol.nfe, latent_nfe, z)
+        return SampleResult(self.to_images(x), x0, sol.nfe, latent_nfe, z)
 
 
 class GaussianSampler(FlowSampler):
@@ -149,16 +150,18 @@ class GaussianSampler(FlowSampler):
         alpha = torch.linspace(0, 1, n_points, device=self.device)
         x0 = slerp(a.expand(n_points, *a.shape[1:]), b.expand(n_points, *b.shape[1:]), alpha)
         sol = self.flow_from(x0, steps=steps, nfe=nfe, solver=solver)
-        return SampleResult(self._finish(sol.x), x0, sol.nfe)
+        return SampleResult(self.to_images(sol.x), x0, sol.nfe)
 
 
 class LeDiFlowSampler(FlowSampler):
     """Learned prior: latent flow -> prior decoder -> image flow."""
 
     def __init__(self, flow: nn.Module, prior_model: nn.Module, latent_flow: nn.Module,
-                 shape: tuple[int, int, int], *, noise_scale: float = 1.0, latent_steps: int = 2,
-                 latent_solver: str = "midpoint", decode: Decode | None = None,
-                 device: torch.device | str | None = None, precision: str = "fp32"):
+                 shape: tuple[int, int, int], *, noise_scale: float, latent_steps: int, latent_solver: str,
+                 decode: Decode | None = None, device: torch.device | str | None = None, precision: str = "fp32"):
+        """``noise_scale`` (s in x0 = mu(z) + s exp(lv(z)/2) eps), ``latent_solver`` and ``latent_steps`` have
+        no defaults here: the project's live in conf/base (``fm.prior_noise_scale``, ``latent_flow.sample_solver``
+        and ``sample_steps``) and travel with the trained models (:func:`ledi_kedro.core.artifacts.make_sampler`)."""
         super().__init__(flow, shape, decode, device, precision)
         self.prior_model = prior_model.eval()
         self.latent_flow = latent_flow.eval()
@@ -195,6 +198,20 @@ class LeDiFlowSampler(FlowSampler):
         return self.x0_from_z(mu_z, eps), mu_z, 0
 
     @torch.no_grad()
+    def sample_from_codes(self, mu_z: torch.Tensor, logvar_z: torch.Tensor, *, steps: int | None = None,
+                          nfe: int | None = None, solver: str = "euler", seed: int = 0) -> SampleResult:
+        """LeDiFlow started from given encoder moments (n, z_dim) instead of the latent sampler: z ~ q(z | y)
+        = mu_z + exp(logvar_z / 2) eps_z, then x0 from the prior and the image ODE. With the codes of real
+        images this is what a perfect latent sampler would give (the evaluation's diagnostic rows)."""
+        g = _generator(seed, self.device)
+        mu, logvar = mu_z.to(self.device), logvar_z.to(self.device)
+        z = mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, generator=g, device=self.device)
+        eps = torch.randn((mu.shape[0], *self.shape), generator=g, device=self.device)
+        x0 = self.x0_from_z(z, eps)
+        sol = self.flow_from(x0, steps=steps, nfe=nfe, solver=solver)
+        return SampleResult(self.to_images(sol.x), x0, sol.nfe, 0, z)
+
+    @torch.no_grad()
     def prior_mean(self, n: int, seed: int = 0) -> torch.Tensor:
         """mu(z) for latent-sampler draws: the prior's expected image, no noise and no image ODE."""
         w = torch.randn((n, self.z_dim), generator=_generator(seed, self.device), device=self.device)
@@ -222,4 +239,4 @@ class LeDiFlowSampler(FlowSampler):
         eps = torch.randn((1, *self.shape), generator=_generator(noise_seed, self.device), device=self.device)
         x0 = self.x0_from_z(z, eps.expand(n_points, *self.shape))
         sol = self.flow_from(x0, steps=steps, nfe=nfe, solver=solver)
-        return SampleResult(self._finish(sol.x), x0, sol.nfe, latent_nfe, z)
+        return SampleResult(self.to_images(sol.x), x0, sol.nfe, latent_nfe, z)

@@ -58,7 +58,7 @@ EvaluateFn = Callable[[nn.Module, int], float]  # (EMA model, step) -> quality, 
 # (evaluation never touches the training random streams, so its settings are among them).
 _RESUMABLE_CHANGES = frozenset({"steps", "log_every", "checkpoint_every", "keep_checkpoints", "compile",
                                 "data_on_device", "device", "eval_every", "plateau_patience",
-                                "plateau_min_rel_improvement"})
+                                "plateau_min_rel_improvement", "plateau_window"})
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -92,11 +92,14 @@ class TrainConfig:
     eval_every: int = 0  # quality during training every so many steps (0: never; needs an evaluate_fn)
     plateau_patience: int = 0  # stop when `patience` evaluations in a row bring no real improvement (0: off)
     plateau_min_rel_improvement: float = 0.02  # "real": the best value drops by more than this fraction
+    plateau_window: int = 1  # the rule reads running means of this many evaluations (1: the raw values)
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "checkpoint_every", "log_every", "keep_checkpoints"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        if self.plateau_window < 1:
+            raise ValueError(f"plateau_window must be a positive integer, got {self.plateau_window}")
         if self.eval_every < 0 or self.plateau_patience < 0:
             raise ValueError("eval_every and plateau_patience must be >= 0")
         if self.plateau_patience and not self.eval_every:
@@ -141,12 +144,23 @@ class TrainResult:
     stop_reason: str = "step_cap"  # "plateau": the quality stopped improving; "step_cap": ran all `steps`
 
 
-def plateau_reached(values: list[float], patience: int, min_rel_improvement: float) -> bool:
-    """True when the best of the last ``patience`` values is not better than the best before them by
-    more than ``min_rel_improvement`` (relative; lower values are better)."""
-    if patience < 1 or len(values) <= patience:
+def running_means(values: list[float], window: int) -> list[float]:
+    """Means of each full window of ``window`` consecutive values (``len(values) - window + 1`` of them)."""
+    return [sum(values[i - window + 1: i + 1]) / window for i in range(window - 1, len(values))]
+
+
+def plateau_reached(values: list[float], patience: int, min_rel_improvement: float, window: int = 1) -> bool:
+    """True when the best of the last ``patience`` running means (of ``window`` evaluations each) is not
+    better than the best mean before them by more than ``min_rel_improvement`` (relative; lower is better).
+
+    ``window`` > 1 is what makes the rule robust to a noisy judge: one lucky evaluation neither sets a best
+    that later ones cannot beat (an early stop) nor counts as progress (a late one); the mean of ``window``
+    values moves by about 1/sqrt(window) of one value's noise. ``window=1`` reads the raw values.
+    """
+    means = running_means(values, window)
+    if patience < 1 or len(means) <= patience:
         return False
-    before, recent = min(values[:-patience]), min(values[-patience:])
+    before, recent = min(means[:-patience]), min(means[-patience:])
     return recent > before - min_rel_improvement * abs(before)
 
 
@@ -386,7 +400,7 @@ class Trainer:
     # ------------------------------------------------------------------ quality during training
     def _at_plateau(self) -> bool:
         return plateau_reached([e["quality"] for e in self.eval_history], self.cfg.plateau_patience,
-                               self.cfg.plateau_min_rel_improvement)
+                               self.cfg.plateau_min_rel_improvement, self.cfg.plateau_window)
 
     def _evaluate(self) -> None:
         """Rank 0 scores the EMA model; every rank gets the value (so all take the same stop decision)."""

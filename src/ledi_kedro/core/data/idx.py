@@ -83,3 +83,15 @@ def write_idx(path: str | Path, array: np.ndarray) -> None:
     if path.suffix == ".gz":
         raw = gzip.compress(raw, mtime=0)
     path.write_bytes(raw)
+
+
+def write_random_fashion_mnist(folder: str | Path, n_train: int = 12, n_test: int = 5, seed: int = 0) -> Path:
+    """Random 28x28 images with labels 0..9 in Fashion-MNIST's four files: a data source for tests and
+    smoke checks that exercises the real reader. Returns ``folder``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", (np.arange(n) % 10).astype(np.uint8))
+    return folder

@@ -5,6 +5,7 @@
 * :mod:`.speedup`        matched-quality speedup read off two quality-vs-NFE curves, with its interval.
 * :mod:`.comparison`     LeDiFlow against the baseline: speedups in NFE and seconds, which differences
                          are noise, and whether an evaluation can be trusted at all.
+* :mod:`.memorisation`   nearest-training-image distances of samples against those of held-out images.
 * :mod:`.model_quality`  held-out figures of single trained parts: prior loss and KL, autoencoder PSNR,
                          classifier accuracy, straightness of a flow's paths.
 """

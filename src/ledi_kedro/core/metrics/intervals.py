@@ -1,9 +1,14 @@
 """Error bars for quality metrics by half-sampling, paired across every point measured against one reference.
 
 Replicate ``b`` keeps a random half of the reference features, one half that every point shares,
-and a random half of each point's generated features. Sharing the reference half makes the
-replicates of different points *paired*: a difference between two points, or a speedup read off
-two curves, is computed within each replicate, so the noise of the reference set does not inflate it.
+and a random half of each point's generated features, the same rows for every point of the same
+size. Sharing the reference half makes the replicates of different points *paired*: a difference
+between two points, or a speedup read off two curves, is computed within each replicate, so the
+noise of the reference set does not inflate it. Sharing the generated rows does the same for points
+drawn from the same seeds (the evaluation draws every point from the same seeds, batch by batch):
+row ``i`` of two such points comes from the same noise, so keeping or dropping it together keeps
+that common noise out of their difference. For points whose rows are unrelated this changes nothing
+(each point's replicates still keep a uniformly random half of its rows).
 
 Why halves and not the classic bootstrap (rows drawn with replacement): repeated rows look like
 perfectly matching pairs to kernel metrics and shrink the effective sample size of FD, whose
@@ -100,8 +105,8 @@ class QualityBootstrap:
             if s.shape[0] < MIN_ROWS:
                 raise ValueError(f"half-sampling needs at least {MIN_ROWS} rows per set, got {s.shape[0]}")
         w_ref = half_sample_weights(ref.shape[0], self.n_resamples, torch.Generator().manual_seed(self.seed))
-        w_gens = [half_sample_weights(g.shape[0], self.n_resamples, torch.Generator().manual_seed(self.seed + 1 + i))
-                  for i, g in enumerate(gens)]
+        w_gens = [half_sample_weights(g.shape[0], self.n_resamples, torch.Generator().manual_seed(self.seed + 1))
+                  for g in gens]  # one seed: the same halves for every set of the same size (rows drawn alike)
         raw = self._fd(ref, gens, w_ref, w_gens) if self.metric == "fd" else self._kernel(ref, gens, w_ref, w_gens)
         return torch.tensor(points, dtype=torch.float64)[:, None] + raw - raw.mean(1, keepdim=True)
 

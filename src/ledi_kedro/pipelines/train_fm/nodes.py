@@ -13,23 +13,16 @@ import polars as pl  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from ledi_kedro.core.config import from_dict  # noqa: E402
-from ledi_kedro.core.trainer import plateau_reached  # noqa: E402
 from ledi_kedro.params import FMVariant, parse  # noqa: E402
+from ledi_kedro.steps.training import flow_training_status  # noqa: E402
 from ledi_kedro.training import final_loss, plot_loss_history  # noqa: E402
 
 
 def summarize_fm(history: pl.DataFrame, quality_history: pl.DataFrame, fm: dict, variant: dict) -> dict[str, Any]:
     """Training figures, and whether the quality reached its plateau or training hit the step cap."""
-    p, v = parse("fm", fm), from_dict(FMVariant, variant, "variant")
-    out: dict[str, Any] = {"prior": v.prior, "final_train_loss": final_loss(history), "steps": history.height,
-                           "step_cap": p.train.steps}
-    if quality_history.height:
-        values = quality_history["quality"].to_list()
-        at_plateau = plateau_reached(values, p.train.plateau_patience, p.train.plateau_min_rel_improvement)
-        out |= {"monitor": f"fd at NFE {v.monitor_nfe} ({p.monitor.solver}), {p.monitor.n_samples} samples",
-                "final_quality": values[-1], "best_quality": min(values), "evaluations": len(values),
-                "plateau_reached": at_plateau, "stop_reason": "plateau" if at_plateau else "step_cap"}
-    return out
+    status = flow_training_status(quality_history["quality"].to_list() if quality_history.height else [],
+                                  history.height, parse("fm", fm), from_dict(FMVariant, variant, "variant"))
+    return status | {"final_train_loss": final_loss(history)}
 
 
 def plot_fm_loss(history: pl.DataFrame, variant: dict):

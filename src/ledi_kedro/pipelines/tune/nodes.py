@@ -111,7 +111,7 @@ def run_study(train_model_input: dict, test_image_tensors: dict, quality_embedde
             set_dotted(params, key, _suggest(trial, key, dim))
         set_dotted(params, "prior.train.steps", tp.budget.prior_steps)
         set_dotted(params, "latent_flow.train.steps", tp.budget.latent_flow_steps)
-        for model in ("prior", "fm"):  # trials are scored (and pruned) below, not by the training monitor
+        for model in ("prior", "latent_flow", "fm"):  # trials are scored (and pruned) below, not by the training monitor
             set_dotted(params, f"{model}.train.eval_every", 0)
             set_dotted(params, f"{model}.train.plateau_patience", 0)
         params["run"] = dict(params["run"], checkpoint_root=str(work / f"trial_{trial.number:04d}"),
@@ -119,9 +119,10 @@ def run_study(train_model_input: dict, test_image_tensors: dict, quality_embedde
         validate_all(params)  # a bad combination fails this trial with a clear message
         prior, _ = train_prior_model(train_model_input, test_image_tensors, params["prior"], params["run"])
         codes = encode_prior_codes(prior, train_model_input, params["run"])
-        latent, _ = train_latent_flow_model(codes, params["latent_flow"], params["run"])
-        variant = params["ledi"]["variant"]
         pixel_space = TrainedModel("identity", {}, None, None)
+        latent, *_ = train_latent_flow_model(codes, prior, pixel_space, quality_embedder, test_image_tensors,
+                                             params["latent_flow"], params["run"])
+        variant = params["ledi"]["variant"]
         value = math.inf
         for step in range(tp.budget.report_every, tp.budget.fm_steps + 1, tp.budget.report_every):
             set_dotted(params, "fm.train.steps", step)  # resumes from the trial's own checkpoint

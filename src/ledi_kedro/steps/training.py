@@ -1,0 +1,310 @@
+"""Each trained part of the chain as one function: the judge, the autoencoder (latent space), the prior,
+the latent sampler and the image flow models (LeDiFlow and the Gaussian baseline).
+
+Every step trains through :func:`run_training`, the project's checkpoint policy: checkpoints under
+``run.checkpoint_root/<name>``, resumed when the settings, data and code match, retrained (or an error,
+``run.on_config_change``) when they do not. Each returns the :class:`TrainedModel` record that the
+pipelines save, with the :class:`TrainResult` whose histories the nodes turn into tables and plots.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from ledi_kedro.core.artifacts import (
+    FlowRecord, LatentSamplerRecord, TrainedModel, load_autoencoder, make_sampler,
+)
+from ledi_kedro.core.checkpoint import CheckpointError
+from ledi_kedro.core.data.tensors import as_float
+from ledi_kedro.core.distributed import barrier, dist_info, resolve_device
+from ledi_kedro.core.embedders import ClipEmbedder, InceptionEmbedder, build_embedder
+from ledi_kedro.core.encoding import encode_latents, encode_moments, fit_latent_scale
+from ledi_kedro.core.evaluation import flow_quality_monitor, latent_quality_monitor
+from ledi_kedro.core.metrics.model_quality import classifier_accuracy, prior_metrics, reconstruction_psnr
+from ledi_kedro.core.models import DiT, DomainClassifier, KLAutoencoder, LatentFlow, PriorModel
+from ledi_kedro.core.models.autoencoder import AutoencoderConfig
+from ledi_kedro.core.objectives import (
+    autoencoder_loss, classifier_loss, fm_gaussian_prior_loss, fm_learned_prior_loss, latent_flow_loss, prior_loss,
+)
+from ledi_kedro.core.subsets import seeded_rows
+from ledi_kedro.core.trainer import EvaluateFn, LossFn, TrainConfig, Trainer, TrainResult, plateau_reached
+from ledi_kedro.params import (
+    AutoencoderParams, EmbedderParams, FMParams, FMVariant, LatentFlowParams, PriorParams, RunParams, with_run,
+)
+
+log = logging.getLogger(__name__)
+
+UNLABELED_NOTE = ("no labels: the judge is an autoencoder bottleneck; its figures compare models on this data set "
+                  "only, never with other data sets or published numbers")
+
+
+def run_training(name: str, make_model: Callable[[], nn.Module], loss_fn: LossFn, data: dict[str, torch.Tensor],
+                 train: TrainConfig, run: RunParams, model_config: dict[str, Any],
+                 evaluate_fn: EvaluateFn | None = None) -> TrainResult:
+    """Train (or resume, or skip when finished) with checkpoints in ``run.checkpoint_root/name``.
+
+    When the settings, the data or the code changed since the checkpoints were written (or they
+    went past ``steps``, or they no longer load), ``run.on_config_change`` decides: ``restart``
+    deletes them and trains afresh, ``error`` stops and says what changed.
+    """
+    ckpt_dir = Path(run.checkpoint_root) / name
+
+    def fit() -> TrainResult:
+        torch.manual_seed(train.seed)  # the same initial weights for the same seed
+        return Trainer(make_model(), loss_fn, data, train, checkpoint_dir=ckpt_dir, model_config=model_config,
+                       name=name, evaluate_fn=evaluate_fn).fit()
+
+    try:
+        return fit()
+    except CheckpointError as exc:  # stale, or unreadable (truncated, or no longer fits the model)
+        if run.on_config_change != "restart":
+            raise
+        log.warning("%s; run.on_config_change=restart: deleting %s and training from scratch", exc, ckpt_dir)
+        if dist_info().is_main:
+            shutil.rmtree(ckpt_dir, ignore_errors=True)
+        barrier()
+        return fit()
+
+
+# ---------------------------------------------------------------- the judge
+def train_judge(train_images: dict[str, Any], test_images: dict[str, Any], emb: EmbedderParams,
+                run: RunParams) -> tuple[TrainedModel, dict[str, Any], TrainResult | None]:
+    """The quality judge's record, its metrics (test accuracy, training time) and its training result
+    (None for CLIP and Inception, whose weights are checked, not trained)."""
+    device = resolve_device(run.device)
+    if emb.kind == "clip":  # checked now, so that missing weights fail before any training
+        ClipEmbedder(emb.clip_model, emb.clip_weights, device, image_size=emb.clip_image_size)
+        cfg = {"model": emb.clip_model, "weights": emb.clip_weights, "image_size": emb.clip_image_size}
+        return TrainedModel("clip", cfg, None, None, {}), {"embedder": f"clip:{emb.clip_model}"}, None
+    if emb.kind == "inception":
+        InceptionEmbedder(emb.inception_weights, device)
+        return (TrainedModel("inception", {"weights": emb.inception_weights}, None, None, {}),
+                {"embedder": "inception:fid"}, None)
+    images, labels = train_images["images"], train_images["labels"]
+    channels, res = int(images.shape[1]), int(images.shape[-1])
+    train = with_run(emb.train, run, offset=5)
+    n_classes = int(labels.max()) + 1 if labels.numel() and int(labels.min()) >= 0 else 0
+    if n_classes >= 2:
+        cfg = replace(emb.model, in_channels=channels, resolution=res, num_classes=n_classes)
+        result = run_training("quality_embedder", lambda: DomainClassifier(cfg),
+                              classifier_loss(emb.augment.hflip, emb.augment.crop_padding),
+                              {"images": images, "labels": labels.long()}, train, run,
+                              {**cfg.to_dict(), "augment": vars(emb.augment)})
+        test_x, test_y = test_images["images"], test_images["labels"]
+        acc = classifier_accuracy(result.ema, test_x, test_y, device)
+        log.info("quality judge (domain classifier): test accuracy %.4f on %d images after %d steps",
+                 acc, len(test_x), result.steps)
+        metrics = {"embedder": "domain:classifier", "test_accuracy": round(acc, 5), "n_test": int(len(test_x)),
+                   "n_train": int(len(images)), "n_classes": n_classes, "steps": result.steps,
+                   "train_seconds": round(result.seconds, 1)}
+        return TrainedModel("classifier", cfg, result.model, result.ema, {}), metrics, result
+    cfg = AutoencoderConfig(in_channels=channels, latent_channels=4, base_channels=emb.model.width, levels=2)
+    result = run_training("quality_embedder", lambda: KLAutoencoder(cfg), autoencoder_loss(1e-6),
+                          {"images": images}, train, run, cfg.to_dict())
+    log.warning("quality judge: %s", UNLABELED_NOTE)
+    metrics = {"embedder": "domain:autoencoder", "note": UNLABELED_NOTE, "n_train": int(len(images)),
+               "steps": result.steps, "train_seconds": round(result.seconds, 1)}
+    return TrainedModel("autoencoder", cfg, result.model, result.ema, {}), metrics, result
+
+
+# ---------------------------------------------------------------- latent space
+def train_autoencoder(train_images: dict[str, Any], ae: AutoencoderParams,
+                      run: RunParams) -> tuple[TrainedModel, TrainResult | None]:
+    """Train the KL autoencoder, or describe the pretrained one; pixel space gets an identity record."""
+    images = train_images["images"]
+    channels = int(images.shape[1])
+    if run.space == "pixel" or ae.kind == "none":
+        log.info("run.space=%s: no autoencoder, the model input is the image tensors themselves", run.space)
+        return TrainedModel("identity", {}, None, None, {"space": "pixel"}), None
+    device = resolve_device(run.device)
+    if ae.kind == "pretrained":
+        from ledi_kedro.core.models.pretrained import DiffusersAutoencoder
+
+        module = DiffusersAutoencoder(ae.pretrained_path, channels).to(device)
+        if module.downsampling != ae.downsampling() or module.latent_channels != 4:
+            raise ValueError(
+                f"autoencoder.pretrained_path {ae.pretrained_path}: {module.latent_channels} latent channels and "
+                f"downsampling {module.downsampling}; the project expects 4 and {ae.downsampling()} (SD-style VAEs)")
+        scale = fit_latent_scale(module, images, device, seed=run.seed)
+        config = {"path": str(ae.pretrained_path), "image_channels": channels, "scale": scale}
+        return TrainedModel("diffusers_autoencoder", config, None, None, {"scale": scale}), None
+    cfg = replace(ae.model, in_channels=channels)
+    result = run_training("autoencoder", lambda: KLAutoencoder(cfg), autoencoder_loss(ae.kl_weight),
+                          {"images": images}, with_run(ae.train, run, offset=1), run, cfg.to_dict())
+    scale = fit_latent_scale(result.ema, images, result.ema.scale.device, seed=run.seed)
+    for module in (result.model, result.ema):
+        module.scale.fill_(scale)
+    return TrainedModel("autoencoder", cfg, result.model, result.ema, {"scale": scale}), result
+
+
+def training_subset(split: dict[str, Any], limit: int | None, seed: int) -> dict[str, Any]:
+    """A seeded random subset of ``limit`` rows (``run.max_train_images``; kept in their original order)."""
+    n = int(split["images"].shape[0])
+    if limit is None or limit >= n:
+        return split
+    log.info("run.max_train_images=%d: training on a seeded subset of %d of %d images", limit, limit, n)
+    return seeded_rows(split, limit, seed)
+
+
+def model_inputs(autoencoder_model: TrainedModel, train_images: dict[str, Any], test_images: dict[str, Any],
+                 run: RunParams) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """What the prior and flow models train on: each split encoded once by the autoencoder (the "VAE latent
+    caching" step), or the images themselves in pixel space; the train split limited to
+    ``run.max_train_images`` (a seeded subset). Returns (train, test, metrics)."""
+    device = resolve_device(run.device)
+    module = load_autoencoder(autoencoder_model, device)
+    train_images = training_subset(train_images, run.max_train_images, run.seed)
+    if module is None:
+        out = [dict(split, __metadata__={**split.get("__metadata__", {}), "space": "pixel"})
+               for split in (train_images, test_images)]
+        return out[0], out[1], {"space": "pixel", "n_train": int(train_images["images"].shape[0])}
+    cached = []
+    for split in (train_images, test_images):
+        latents = encode_latents(module, split["images"], device)
+        cached.append({"images": latents, "labels": split["labels"],
+                       "__metadata__": {**split.get("__metadata__", {}), "space": "latent"}})
+    psnr = reconstruction_psnr(module, test_images["images"], device)
+    lat = cached[0]["images"]
+    log.info("Cached latents %s (std %.3f); test reconstruction PSNR %.2f dB", tuple(lat.shape), float(lat.std()), psnr)
+    metrics = {"space": "latent", "test_psnr_db": round(psnr, 3), "latent_shape": list(lat.shape[1:]),
+               "latent_std": round(float(lat.std()), 4), "scale": float(module.scale), "n_train": int(lat.shape[0])}
+    return cached[0], cached[1], metrics
+
+
+# ---------------------------------------------------------------- the prior and its codes
+def train_prior(train_input: dict[str, Any], test_input: dict[str, Any], p: PriorParams,
+                run: RunParams) -> tuple[TrainedModel, TrainResult]:
+    """The auxiliary prior model (encoder q(z|y), decoder P_L(x|z); VGL + KL). With ``train.eval_every``
+    its held-out loss (on a seeded sample of ``eval_images`` test images) is measured during training and
+    may stop it at its plateau."""
+    images = train_input["images"]
+    cfg = replace(p.model, in_channels=int(images.shape[1]), resolution=int(images.shape[-1]))
+    train = with_run(p.train, run, offset=2)
+    loss_cfg = {"loss": p.loss, "beta": p.beta, "beta_kl": p.beta_kl}
+    monitor: EvaluateFn | None = None
+    if train.eval_every:
+        device, held_out = resolve_device(run.device), seeded_rows(test_input, p.eval_images, run.seed)
+
+        def held_out_loss(model: nn.Module, step: int) -> float:
+            return prior_metrics(model, held_out["images"], p.loss, p.beta, device, seed=run.seed)["loss"]
+
+        monitor = held_out_loss
+    result = run_training("prior", lambda: PriorModel(cfg), prior_loss(p.loss, p.beta_kl, p.beta),
+                          {"images": images}, train, run, {**cfg.to_dict(), **loss_cfg}, monitor)
+    meta = loss_cfg | {"stop_reason": result.stop_reason,
+                       "quality_history": [[e["step"], e["quality"]] for e in result.eval_history]}
+    return TrainedModel("prior", cfg, result.model, result.ema, meta), result
+
+
+def encode_codes(prior_model: TrainedModel, images: dict[str, Any], run: RunParams) -> dict[str, torch.Tensor]:
+    """Encoder moments (mu_z, logvar_z) of every image under the frozen prior (EMA weights). For the training
+    set, computed once: the latent sampler learns to produce these codes and LeDiFlow draws its training
+    priors x0 from them."""
+    mu, logvar = encode_moments(prior_model.inference, images["images"], resolve_device(run.device))
+    return {"mu_z": mu, "logvar_z": logvar}
+
+
+# ---------------------------------------------------------------- the latent sampler
+def prior_mean_images(prior_model: TrainedModel, autoencoder_model: TrainedModel,
+                      device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
+    """z -> the prior's mean image mu(z) in [-1, 1], decoded through the autoencoder in latent space: how
+    the judge sees a latent code."""
+    prior = prior_model.inference.to(device).eval()
+    ae = load_autoencoder(autoencoder_model, device)
+
+    @torch.no_grad()
+    def images(z: torch.Tensor) -> torch.Tensor:
+        mean = prior.decode(z.to(device))[0].float()
+        return (ae.decode_scaled(mean) if ae is not None else mean).float().clamp(-1, 1)
+
+    return images
+
+
+def train_latent_flow(codes: dict[str, torch.Tensor], prior_model: TrainedModel, autoencoder_model: TrainedModel,
+                      quality_embedder: TrainedModel, test_input: dict[str, Any], p: LatentFlowParams,
+                      run: RunParams) -> tuple[TrainedModel, TrainResult]:
+    """The latent sampler: flow matching from w ~ N(0, I) to the prior encoder's codes. With
+    ``train.eval_every`` it is judged through images during training (FD on the judge's features of the
+    prior's mean images mu(z), codes drawn with the shipped ``sample_solver`` x ``sample_steps`` against
+    codes of held-out images) and may stop at its plateau."""
+    cfg = replace(p.model, z_dim=int(codes["mu_z"].shape[1]))
+    train = with_run(p.train, run, offset=3)
+    meta = asdict(LatentSamplerRecord(p.time_sampler, p.sample_solver, p.sample_steps))
+    monitor: EvaluateFn | None = None
+    if train.eval_every:
+        device = resolve_device(run.device)
+        held_out = seeded_rows(test_input, p.monitor.n_reference, run.seed)
+        reference = encode_codes(prior_model, held_out, run)
+        monitor = latent_quality_monitor(prior_mean_images(prior_model, autoencoder_model, device),
+                                         build_embedder(quality_embedder, device), reference, p.monitor.n_samples,
+                                         p.sample_solver, p.sample_steps, p.monitor.batch_size, seed=run.seed)
+    result = run_training("latent_flow", lambda: LatentFlow(cfg), latent_flow_loss(p.time_sampler),
+                          {"mu_z": codes["mu_z"], "logvar_z": codes["logvar_z"]}, train, run,
+                          {**cfg.to_dict(), "time_sampler": p.time_sampler}, monitor)
+    meta |= {"stop_reason": result.stop_reason, "steps": result.steps}
+    return TrainedModel("latent_flow", cfg, result.model, result.ema, meta), result
+
+
+# ---------------------------------------------------------------- the image flow models
+def _flow_monitor(p: FMParams, v: FMVariant, run: RunParams, cfg, meta: dict[str, Any], prior_model: TrainedModel,
+                  latent_flow_model: TrainedModel, autoencoder_model: TrainedModel, quality_embedder: TrainedModel,
+                  test_images: dict[str, Any]) -> EvaluateFn | None:
+    """FD at ``variant.monitor_nfe`` on the judge's features, or None when ``fm.train.eval_every`` is 0."""
+    if not p.train.eval_every:
+        return None
+    device = resolve_device(run.device)
+    learned = v.prior == "learned"
+
+    def sampler_for(ema: nn.Module):
+        fm = TrainedModel("dit", cfg, None, ema, meta)
+        return make_sampler(fm, prior_model if learned else None, latent_flow_model if learned else None,
+                            autoencoder_model, device, precision="bf16")
+
+    reference = as_float(seeded_rows(test_images, p.monitor.n_reference, run.seed)["images"])
+    return flow_quality_monitor(sampler_for, build_embedder(quality_embedder, device), reference, p.monitor.n_samples,
+                                v.monitor_nfe, p.monitor.solver, p.monitor.batch_size, seed=run.seed)
+
+
+def train_flow(train_input: dict[str, Any], prior_model: TrainedModel, prior_codes: dict[str, Any],
+               latent_flow_model: TrainedModel, autoencoder_model: TrainedModel, quality_embedder: TrainedModel,
+               test_images: dict[str, Any], p: FMParams, v: FMVariant,
+               run: RunParams) -> tuple[TrainedModel, TrainResult]:
+    """The image flow model from the learned prior (LeDiFlow) or from N(0, I) (baseline): same backbone,
+    schedule and budget for both variants; only x0's distribution differs. With ``fm.train.eval_every``
+    the quality is measured during training (and may stop it at its plateau)."""
+    images = train_input["images"]
+    cfg = replace(p.model, in_channels=int(images.shape[1]), resolution=int(images.shape[-1]))
+    train = with_run(p.train, run, offset=4)  # the same seed for both variants: same init, same batches
+    data = {"images": images}
+    if v.prior == "learned":
+        prior = prior_model.inference.to(resolve_device(run.device))
+        data["mu_z"], data["logvar_z"] = prior_codes["mu_z"], prior_codes["logvar_z"]
+        loss = fm_learned_prior_loss(prior, p.prior_noise_scale, p.time_sampler)
+    else:
+        loss = fm_gaussian_prior_loss(p.time_sampler)
+    meta = asdict(FlowRecord(v.prior, v.name, p.time_sampler, p.prior_noise_scale, run.space))
+    monitor = _flow_monitor(p, v, run, cfg, meta, prior_model, latent_flow_model, autoencoder_model,
+                            quality_embedder, test_images)
+    result = run_training(v.name, lambda: DiT(cfg), loss, data, train, run, {**cfg.to_dict(), **meta}, monitor)
+    meta = meta | {"stop_reason": result.stop_reason, "steps": result.steps}
+    return TrainedModel("dit", cfg, result.model, result.ema, meta), result
+
+
+def flow_training_status(quality: list[float], steps: int, p: FMParams, v: FMVariant) -> dict[str, Any]:
+    """Where a flow model stopped and why, from its quality during training (the trainer's plateau rule
+    on the same values): ``stop_reason`` ``plateau`` (converged for this budget) or ``step_cap``."""
+    out: dict[str, Any] = {"prior": v.prior, "steps": steps, "step_cap": p.train.steps}
+    if quality:
+        t = p.train
+        at_plateau = plateau_reached(quality, t.plateau_patience, t.plateau_min_rel_improvement, t.plateau_window)
+        out |= {"monitor": f"fd at NFE {v.monitor_nfe} ({p.monitor.solver}), {p.monitor.n_samples} samples",
+                "final_quality": quality[-1], "best_quality": min(quality), "evaluations": len(quality),
+                "plateau_reached": at_plateau, "stop_reason": "plateau" if at_plateau else "step_cap"}
+    return out

@@ -1,0 +1,81 @@
+"""One chain for every figure: the benchmarks run the pipelines' steps on the pipelines' settings.
+
+* ``ledi_kedro.conf_files`` (the GPU check's reader, no Kedro) reads every configuration environment exactly
+  as Kedro does;
+* the GPU check's settings are ``conf/gpu_check``'s, two paths aside;
+* ``ledi_kedro.steps.chain.run_chain`` (the default pipeline without Kedro) trains the same weights and
+  reports the same metrics as `kedro run` on the same settings and data.
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from kedro.config import OmegaConfigLoader
+from safetensors.torch import load_file
+
+from ledi_kedro.conf_files import ConfFilesError, load_parameters
+from ledi_kedro.core.checkpoint import state_dict_tensors
+from ledi_kedro.settings import CONFIG_LOADER_ARGS
+from tests.conftest import PROJECT_ROOT
+
+ENVIRONMENTS = sorted(p.name for p in (PROJECT_ROOT / "conf").iterdir() if p.is_dir() and p.name != "base")
+
+
+def kedro_parameters(conf: Path, env: str | None) -> dict:
+    return OmegaConfigLoader(conf_source=str(conf), env=env, **CONFIG_LOADER_ARGS)["parameters"]
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_the_conf_reader_agrees_with_kedro(env):
+    assert load_parameters(PROJECT_ROOT / "conf", env) == kedro_parameters(PROJECT_ROOT / "conf", env)
+
+
+def test_the_conf_reader_names_what_is_wrong(tmp_path):
+    (tmp_path / "base").mkdir()
+    (tmp_path / "base" / "parameters.yml").write_text("run: {seed: 0}\n")
+    (tmp_path / "base" / "parameters_x.yml").write_text("run: {seed: 1}\n")
+    with pytest.raises(ConfFilesError, match=r"parameters_x.yml: section 'run' is defined in .*parameters.yml too"):
+        load_parameters(tmp_path, None)
+    (tmp_path / "base" / "parameters_x.yml").write_text("fm: [1\n")
+    with pytest.raises(ConfFilesError, match="parameters_x.yml: not valid YAML"):
+        load_parameters(tmp_path, None)
+    (tmp_path / "base" / "parameters_x.yml").write_text("fm: {steps: 3}\n")
+    with pytest.raises(ConfFilesError, match="no_such_env: no such configuration environment"):
+        load_parameters(tmp_path, "no_such_env")
+    assert load_parameters(tmp_path, "local") == {"run": {"seed": 0}, "fm": {"steps": 3}}  # no conf/local: base
+
+
+def test_the_gpu_check_runs_conf_gpu_check(monkeypatch):
+    monkeypatch.syspath_prepend(str(PROJECT_ROOT / "benchmarks"))
+    import gpu_check
+
+    params = gpu_check.chain_parameters("gpu_check", Path("/data/fmnist"), Path("/tmp/ck"))
+    kedro = kedro_parameters(PROJECT_ROOT / "conf", "gpu_check")
+    assert params["data_source"] == kedro["data_source"] | {"path": "/data/fmnist"}
+    assert params["run"] == kedro["run"] | {"checkpoint_root": "/tmp/ck"}
+    assert {k: v for k, v in params.items() if k not in ("data_source", "run")} == {
+        k: v for k, v in kedro.items() if k not in ("data_source", "run")}
+    assert params["fm"]["model"] == kedro["fm"]["model"] == {**load_parameters(PROJECT_ROOT / "conf", None)["fm"]["model"],
+                                                             "size": "XS", "patch_size": 2}
+
+
+@pytest.mark.slow
+def test_the_chain_without_kedro_trains_what_kedro_run_trains(tiny_trained_project, tmp_path):
+    from ledi_kedro.steps.chain import run_chain
+
+    params = load_parameters(tiny_trained_project / "conf", "local")
+    params["run"]["checkpoint_root"] = str(tmp_path / "checkpoints")  # nothing to resume from: trained afresh
+    result = run_chain(params)
+    models = tiny_trained_project / "data" / "06_models"
+    for name, folder in (("judge", "quality_embedder"), ("prior", "prior"), ("latent_flow", "latent_flow"),
+                         ("ledi", "fm_ledi"), ("gaussian", "fm_gaussian")):
+        stored = load_file(models / folder / "ema.safetensors")
+        ours = state_dict_tensors(result.models[name].ema)
+        assert stored.keys() == ours.keys(), name
+        assert all(torch.equal(stored[k], ours[k].cpu()) for k in stored), name
+    stored = json.loads((tiny_trained_project / "data/08_reporting/metrics.json").read_text())
+    ours = json.loads(json.dumps(result.summary.metrics))
+    stored.pop("wallclock"), ours.pop("wallclock")
+    assert ours == stored
