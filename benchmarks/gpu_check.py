@@ -83,18 +83,19 @@ def markdown(card: str, peak: float, rows: list[dict], flow_env: str, quality_li
     return "\n".join(out)
 
 
-def flow_comparison(env: str, data: Path, progress) -> tuple[list[str], dict]:
-    """Part 2: the chain on ``env``'s settings; the verdict lines and a JSON-able summary."""
+def flow_comparison(env: str, data: Path, progress=print):
+    """Part 2: the chain on ``env``'s settings; the verdict lines, a JSON-able summary and the chain's result."""
     from ledi_kedro.steps.chain import run_chain
     from ledi_kedro.steps.evaluation import verdict_lines
 
     with tempfile.TemporaryDirectory(prefix="gpu_check_ckpt_") as ckpt:
         result = run_chain(chain_parameters(env, data, Path(ckpt)), progress=progress)
-    lines = [f"Stages (min): " + ", ".join(f"{k} {v:.1f}" for k, v in result.minutes.items()), "",
+    lines = ["Stages (min): " + ", ".join(f"{k} {v:.1f}" for k, v in result.minutes.items()), "",
              *verdict_lines(result.summary.metrics, result.rows, result.latent_rows, result.summary.speedups)]
     rows = [{k: v for k, v in r.items() if not k.endswith("_replicates")} for r in result.rows]
+    latent_rows = [{k: v for k, v in r.items() if not k.endswith("_replicates")} for r in result.latent_rows]
     return lines, {"env": env, "minutes": result.minutes, "metrics": result.summary.metrics, "rows": rows,
-                   "latent_rows": result.latent_rows, "speedups": result.summary.speedups}
+                   "latent_rows": latent_rows, "speedups": result.summary.speedups}, result
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -129,7 +130,7 @@ def main(argv: list[str] | None = None) -> None:
                      "(see this script's docstring)")
         else:
             data = args.data.resolve()
-        quality_lines, quality = flow_comparison(env, data, progress=lambda m: print(f"  {m}", flush=True))
+        quality_lines, quality, _ = flow_comparison(env, data, progress=lambda m: print(f"  {m}", flush=True))
     md = _write(args.out, card, peak, rows, env, quality_lines, quality, (time.perf_counter() - start) / 60)
     print(md, flush=True)
 

@@ -92,3 +92,4 @@ def test_gpu_check_smoke(tmp_path):
     assert data["backbone"][0]["img_s"] > 0 and data["quality"]["metrics"]["training"]["gaussian"]["steps"] == 4
     assert set(data["quality"]["minutes"]) == {"preprocess", "train_embedder", "train_autoencoder", "train_prior",
                                                 "train_latent_flow", "train_fm", "evaluate"}
+    # (tests/test_one_chain.py checks that part 2's chain trains what `kedro run` trains)

@@ -62,12 +62,15 @@ def test_the_gpu_check_runs_conf_gpu_check(monkeypatch):
 
 
 @pytest.mark.slow
-def test_the_chain_without_kedro_trains_what_kedro_run_trains(tiny_trained_project, tmp_path):
-    from ledi_kedro.steps.chain import run_chain
+def test_the_gpu_checks_chain_trains_what_kedro_run_trains(tiny_trained_project, monkeypatch):
+    """The tiny project ran `kedro run` with conf/tiny's settings (in conf/local) on its own data; the GPU check's
+    part 2 on `conf/tiny` with that data (run_chain, no Kedro) trains the same weights and reports the same
+    metrics."""
+    monkeypatch.syspath_prepend(str(PROJECT_ROOT / "benchmarks"))
+    import gpu_check
 
-    params = load_parameters(tiny_trained_project / "conf", "local")
-    params["run"]["checkpoint_root"] = str(tmp_path / "checkpoints")  # nothing to resume from: trained afresh
-    result = run_chain(params)
+    data = Path(load_parameters(tiny_trained_project / "conf", "local")["data_source"]["path"])
+    lines, summary, result = gpu_check.flow_comparison("tiny", data, progress=lambda m: None)
     models = tiny_trained_project / "data" / "06_models"
     for name, folder in (("judge", "quality_embedder"), ("prior", "prior"), ("latent_flow", "latent_flow"),
                          ("ledi", "fm_ledi"), ("gaussian", "fm_gaussian")):
@@ -76,6 +79,7 @@ def test_the_chain_without_kedro_trains_what_kedro_run_trains(tiny_trained_proje
         assert stored.keys() == ours.keys(), name
         assert all(torch.equal(stored[k], ours[k].cpu()) for k in stored), name
     stored = json.loads((tiny_trained_project / "data/08_reporting/metrics.json").read_text())
-    ours = json.loads(json.dumps(result.summary.metrics))
+    ours = json.loads(json.dumps(summary["metrics"]))
     stored.pop("wallclock"), ours.pop("wallclock")
     assert ours == stored
+    assert any(line.startswith("| midpoint | ledi |") for line in lines) and json.dumps(summary)  # JSON-able

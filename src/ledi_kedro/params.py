@@ -17,13 +17,17 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from ledi_kedro.core.config import ConfigError, from_dict
+from ledi_kedro.core.artifacts import PriorKind, Space
 from ledi_kedro.core.data.images import ImageSpec
+from ledi_kedro.core.data.ingest import SourceKind
+from ledi_kedro.core.flow import TimeSamplerName
+from ledi_kedro.core.losses import PriorLossName
+from ledi_kedro.core.metrics.intervals import BootstrapMetric
 from ledi_kedro.core.models import AutoencoderConfig, ClassifierConfig, DiTConfig, LatentFlowConfig, PriorConfig
 from ledi_kedro.core.models.conv import levels_to
 from ledi_kedro.core.solvers import check_solver, stages
 from ledi_kedro.core.trainer import TrainConfig
 
-TimeSampler = Literal["uniform", "logit_normal"]
 
 
 # ---------------------------------------------------------------- shared (parameters.yml)
@@ -32,7 +36,7 @@ class RunParams:
     """Settings shared by every pipeline (``run:``)."""
 
     seed: int
-    space: Literal["pixel", "latent"]
+    space: Space
     device: str  # auto: this rank's GPU if there is one, else CPU
     checkpoint_root: str
     on_config_change: Literal["restart", "error"]  # stale checkpoints of changed settings, data or code
@@ -51,7 +55,7 @@ class RunParams:
 class SourceParams:
     """``data_source:`` where the images come from (conf/local/parameters_data_source.yml for DVC runs)."""
 
-    kind: Literal["fashion_mnist", "image_folder"]
+    kind: SourceKind
     path: str
 
 
@@ -119,7 +123,7 @@ class AutoencoderParams:
 @dataclass(frozen=True)
 class PriorParams:
     model: PriorConfig
-    loss: Literal["vgl", "nll", "beta_nll"]
+    loss: PriorLossName
     beta: float  # beta-NLL's exponent
     beta_kl: float
     eval_images: int  # held-out images (a seeded sample) for the prior's metrics
@@ -149,7 +153,7 @@ class LatentMonitorParams:
 @dataclass(frozen=True)
 class LatentFlowParams:
     model: LatentFlowConfig
-    time_sampler: TimeSampler
+    time_sampler: TimeSamplerName
     sample_steps: int  # ODE steps of the latent sampler at generation time
     sample_solver: str
     monitor: LatentMonitorParams
@@ -180,7 +184,7 @@ class MonitorParams:
 class FMParams:
     model: DiTConfig
     train: TrainConfig
-    time_sampler: TimeSampler
+    time_sampler: TimeSamplerName
     prior_noise_scale: float  # s in x0 = mu(z) + s * exp(lv(z) / 2) * eps
     monitor: MonitorParams
 
@@ -194,7 +198,7 @@ class FMVariant:
     """What differs between the two instances of ``train_fm``: where x0 comes from, and the NFE at
     which quality is monitored during training (LeDiFlow's few steps, the baseline's reference NFE)."""
 
-    prior: Literal["learned", "gaussian"]
+    prior: PriorKind
     name: str
     monitor_nfe: int
 
@@ -288,7 +292,7 @@ class EvaluateParams:
     adaptive_rtols: list[float]  # dopri5 rows
     reference_nfe: int
     extend_baseline_grid: bool  # the baseline's best at the grid's largest NFE: one more point at twice that NFE
-    primary_metric: Literal["fd", "kid", "mmd"]
+    primary_metric: BootstrapMetric
     straightness_samples: int
     straightness_steps: int
     grid_solver: str

@@ -193,6 +193,22 @@ def test_checkpoint_is_safetensors_and_json_only(tmp_path):
     assert len(list_checkpoints(tmp_path)) == CFG.keep_checkpoints
 
 
+def test_every_artifact_file_gets_the_mode_the_umask_gives(tmp_path):
+    """safetensors and mkstemp create 0600 files; teammates sharing a data folder must be able to read them."""
+    import os
+
+    from ledi_kedro.core.io import atomic_write_bytes
+
+    old = os.umask(0o022)
+    try:
+        train(ckpt=tmp_path / "ck")
+        atomic_write_bytes(tmp_path / "report.json", b"{}")
+    finally:
+        os.umask(old)
+    files = [*list_checkpoints(tmp_path / "ck")[-1].iterdir(), tmp_path / "report.json"]
+    assert {f.name: oct(f.stat().st_mode & 0o777) for f in files} == {f.name: "0o644" for f in files}
+
+
 def test_bad_settings():
     with pytest.raises(ValueError, match="steps must be a positive integer, got 0"):
         TrainConfig(steps=0)

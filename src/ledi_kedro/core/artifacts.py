@@ -16,6 +16,7 @@ from typing import Any, Literal, TypeVar
 import torch
 from torch import nn
 
+from .flow import TimeSamplerName
 from .checkpoint import CheckpointError, load_weights, read_checkpoint, state_dict_tensors, write_checkpoint
 from .sampling import FlowSampler, GaussianSampler, LeDiFlowSampler
 from .models import (
@@ -54,23 +55,27 @@ class TrainedModel:
         return dataclasses.asdict(self.config) if dataclasses.is_dataclass(self.config) else dict(self.config or {})
 
 
+PriorKind = Literal["learned", "gaussian"]  # where a flow model's x0 comes from
+Space = Literal["pixel", "latent"]  # where the flow models work: on pixels or on an autoencoder's latents
+
+
 @dataclass(frozen=True)
 class FlowRecord:
     """What an image flow model's artifact says about how to sample it (``meta`` in its state.json): where
     x0 comes from, and the prior noise scale s in x0 = mu(z) + s exp(lv(z)/2) eps (``fm.prior_noise_scale``)."""
 
-    prior: Literal["learned", "gaussian"]
+    prior: PriorKind
     name: str
-    time_sampler: str
+    time_sampler: TimeSamplerName
     prior_noise_scale: float
-    space: Literal["pixel", "latent"]
+    space: Space
 
 
 @dataclass(frozen=True)
 class LatentSamplerRecord:
     """How LeDiFlow draws its codes at sampling time (``latent_flow.sample_solver`` x ``sample_steps``)."""
 
-    time_sampler: str
+    time_sampler: TimeSamplerName
     sample_solver: str
     sample_steps: int
 

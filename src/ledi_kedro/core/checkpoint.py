@@ -28,6 +28,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from .io import new_file_mode
+
 STATE_FILE = "state.json"
 _STEP_DIR = re.compile(r"^step_(\d+)$")
 
@@ -79,7 +81,9 @@ def write_checkpoint(path: str | Path, state: dict[str, Any], tensors: dict[str,
         for group, group_tensors in tensors.items():
             save_file(_contiguous(group_tensors), str(tmp / f"{group}.safetensors"))
         (tmp / STATE_FILE).write_text(json.dumps(state, indent=2))
+        mode = new_file_mode()
         for f in tmp.iterdir():
+            os.chmod(f, mode)  # safetensors writes 0600
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
         if path.exists():  # replace: move the old one aside first, delete it only after the rename

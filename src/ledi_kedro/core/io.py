@@ -14,10 +14,13 @@ from pathlib import Path
 from typing import Any, Iterator
 
 
-def _umask() -> int:
+def new_file_mode() -> int:
+    """The permissions the user's umask gives a new file (0644 under umask 022). Writers that create files
+    with fixed modes (mkstemp, safetensors: 0600) are set to this, so teammates sharing a data folder or a
+    DVC remote can read every artifact."""
     mask = os.umask(0)
     os.umask(mask)
-    return mask
+    return 0o666 & ~mask
 
 
 @contextlib.contextmanager
@@ -32,7 +35,7 @@ def atomic_path(target: str | Path, suffix: str = "") -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the usual permissions
+        os.chmod(tmp, new_file_mode())  # mkstemp creates 0600
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)

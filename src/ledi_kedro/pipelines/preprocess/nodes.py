@@ -67,7 +67,6 @@ def build_report(ingested: IngestResult, manifest: pl.DataFrame,
                  data_source: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """The report (counts and every rejected file with its reason) and its flat numeric part,
     which DVC reads as metrics."""
-    n_seen = len(ingested.records) + len(ingested.rejected)
     counts = manifest.group_by("split").len()
     per_split = dict(zip(counts["split"].to_list(), counts["len"].to_list(), strict=True))
     n_dup = int(manifest.height - manifest["sha256"].n_unique())
@@ -81,9 +80,7 @@ def build_report(ingested: IngestResult, manifest: pl.DataFrame,
         "n_classes": len(ingested.class_names),
         "n_rejected": len(ingested.rejected),
         "n_duplicate_content": n_dup,
-        "ingest_seconds": round(ingested.seconds, 3),
-        "images_per_second": round(n_seen / ingested.seconds, 1) if ingested.seconds > 0 else None,
-    }
+    }  # no timing: git tracks these files, and the same data must give the same bytes (the log has the speed)
     report = counts | {
         "rejected_by_reason": by_reason,
         "source": to_dict(parse_source(data_source)),
