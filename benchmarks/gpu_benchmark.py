@@ -1,6 +1,6 @@
 """GPU benchmark of the DiT flow backbone: training and sampling throughput, TFLOP/s and MFU.
 
-    python benchmarks/gpu_benchmark.py              # on a CUDA machine: sizes S and B, 32 and 64 px
+    PYTHONPATH=src python benchmarks/gpu_benchmark.py   # on a CUDA machine: sizes S and B, 32 and 64 px
     python benchmarks/gpu_benchmark.py --smoke      # seconds on a CPU: tiny model, same code path
 
 Training rows use the project's real Trainer (AdamW, EMA, bf16 autocast, optional torch.compile)
@@ -16,16 +16,14 @@ import argparse
 import logging
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-import torch  # noqa: E402
+import torch
 
-from ledi_kedro.core.models import DiT, DiTConfig  # noqa: E402
-from ledi_kedro.core.objectives import fm_gaussian_prior_loss  # noqa: E402
-from ledi_kedro.core.sampling import GaussianSampler  # noqa: E402
-from ledi_kedro.core.trainer import TrainConfig, Trainer  # noqa: E402
+from ledi_kedro.core.models import DiT, DiTConfig
+from ledi_kedro.core.objectives import fm_gaussian_prior_loss
+from ledi_kedro.core.sampling import GaussianSampler
+from ledi_kedro.core.trainer import TrainConfig, Trainer
 
 
 def measured_matmul_tflops(device: torch.device, n: int, iters: int) -> float:

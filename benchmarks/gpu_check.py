@@ -29,16 +29,14 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
+
+import gpu_benchmark  # beside this script
+from ledi_kedro.conf_files import deep_merge, load_parameters  # src/ on PYTHONPATH (gpu_check.sh) or installed
+from ledi_kedro.core.data.idx import write_random_fashion_mnist
+from ledi_kedro.core.io import atomic_write_bytes
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(ROOT / "src"))
-
-import torch  # noqa: E402
-
-import gpu_benchmark  # noqa: E402
-from ledi_kedro.conf_files import deep_merge, load_parameters  # noqa: E402
-from ledi_kedro.core.data.idx import write_random_fashion_mnist  # noqa: E402
-from ledi_kedro.core.io import atomic_write_bytes  # noqa: E402
 
 FLOW_ENV, SMOKE_ENV = "gpu_check", "tiny"
 

@@ -103,8 +103,8 @@ def main(argv: list[str] | None = None) -> None:
         first = first or rows
         if rows is not first:  # every variant is scored on the same seeds and halves: differences are paired
             lines += ["", "Minus the configured latent sampler's training (paired 95% intervals):", ""]
-            lines += [f"- {r['latent_solver']} x {r['latent_steps']} @ {r['image_nfe']}: {_gap(r, f, ev)}"
-                      for r, f in zip(rows, first) if not str(r["latent_solver"]).startswith("codes:")]
+            lines += [f"- {r['sample_solver']} x {r['sample_steps']} @ {r['image_nfe']}: {_gap(r, f, ev)}"
+                      for r, f in zip(rows, first) if not str(r["sample_solver"]).startswith("codes:")]
         saved[text or "configured"] = {"steps": result.steps, "stop_reason": result.stop_reason,
                                        "history": result.eval_history, "rows": rows}
         print("\n".join(lines[-20:]), flush=True)

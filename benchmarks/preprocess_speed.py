@@ -14,10 +14,9 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from ledi_kedro.core.data.images import ImageSpec  # noqa: E402
-from ledi_kedro.core.data.ingest import ingest_image_folder  # noqa: E402
+from ledi_kedro.core.data.images import ImageSpec
+from ledi_kedro.core.data.ingest import ingest_image_folder
 
 DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "cifar10-jpg.tar.gz"
 

@@ -7,14 +7,14 @@ import sys
 
 import pytest
 
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT, ok
 
 
 @pytest.mark.slow
 def test_gpu_benchmark_smoke():
     proc = subprocess.run([sys.executable, "benchmarks/gpu_benchmark.py", "--smoke"], cwd=PROJECT_ROOT,
                           capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    ok(proc)
     lines = proc.stdout.strip().splitlines()
     assert lines[0].startswith("device: CPU") and "MFU" in lines[1]
     cells = lines[2].split()
@@ -28,33 +28,45 @@ def test_preprocess_benchmark_on_a_small_archive(image_tree, tmp_path):
     archive = make_archive(root, tmp_path / "imgs.tar.gz")
     proc = subprocess.run([sys.executable, "benchmarks/preprocess_speed.py", str(archive), "--workers", "1",
                            "--resolution", "8"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    ok(proc)
     assert "images/s" in proc.stdout and "7 rejected" in proc.stdout
 
 
 @pytest.mark.slow
-def test_quality_benchmark_smoke(tmp_path):
-    """The benchmark is `kedro run --env ENV` in a workspace of its own, then evaluate's tables."""
-    ws = tmp_path / "ws"
-    proc = subprocess.run([sys.executable, "benchmarks/quality_benchmark.py", "--smoke", "--sequential", "--workspace",
-                           str(ws)], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    out = proc.stdout
-    assert "`kedro run --env tiny`" in out and "| solver | model | NFE 1 | NFE 2 | NFE 4 |" in out
+def test_quality_benchmark_prints_what_evaluate_wrote(tiny_trained_copy):
+    """The benchmark's tables are read from the workspace's evaluate outputs (here the tiny project's)."""
+    proc = subprocess.run([sys.executable, "benchmarks/quality_benchmark.py", "--env", "tiny", "--report-only",
+                           "--workspace", str(tiny_trained_copy)], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                          timeout=300)
+    out = ok(proc)
+    assert "| solver | model | NFE 1 | NFE 2 | NFE 4 |" in out
     assert out.count("| at_reference_nfe (NFE 4") == 2 and out.count("| vs_best_baseline (NFE") == 2
     assert "| encoder codes of training images | 0 |" in out and "memorisation (nearest training image" in out
-    assert (ws / "data/08_reporting/metrics.json").is_file() and (ws / "kedro_run.log").is_file()
-    assert (ws / "results.md").read_text().strip() in out
-    saved = json.loads((ws / "results.json").read_text())
+    assert (tiny_trained_copy / "results.md").read_text().strip() in proc.stdout
+    saved = json.loads((tiny_trained_copy / "results.json").read_text())
     assert saved["env"] == "tiny" and saved["metrics"]["training"]["gaussian"]["steps"] == 4
-    again = subprocess.run([sys.executable, "benchmarks/quality_benchmark.py", "--smoke", "--workspace", str(ws),
-                            "--report-only"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
-    assert again.returncode == 0 and tables(again.stdout) == tables(out)  # read back from the workspace's files
+
+
+def test_the_benchmark_streams_its_runs_and_stops_at_the_first_failure(tmp_path, monkeypatch, capsys):
+    monkeypatch.syspath_prepend(str(PROJECT_ROOT / "benchmarks"))
+    import quality_benchmark
+
+    good = quality_benchmark._start([sys.executable, "-c", "print('x ledi_kedro: step 1'); print('noise')"], tmp_path,
+                                    "good.log")
+    quality_benchmark._wait([good])
+    shown = capsys.readouterr().out
+    assert "x ledi_kedro: step 1" in shown and "noise" not in shown and "OMP_WAIT_POLICY=" in shown
+    assert (tmp_path / "good.log").read_text() == "x ledi_kedro: step 1\nnoise\n"
+    slow = quality_benchmark._start([sys.executable, "-c", "import time; time.sleep(60)"], tmp_path, "slow.log")
+    bad = quality_benchmark._start([sys.executable, "-c", "import sys; sys.exit(3)"], tmp_path, "bad.log")
+    with pytest.raises(SystemExit, match=r"failed \(exit 3\); its log: .*bad.log"):
+        quality_benchmark._wait([slow, bad])
+    assert slow[0].wait(timeout=10) != 0  # the other run is stopped too
 
 
 def test_quality_benchmark_trains_the_flow_models_side_by_side(monkeypatch, tmp_path):
     """The default on 2 cores: the shared parts, then both namespaces of train_fm at once on one core each,
-    then train_fm (both finished: its last node plots both) with evaluate and report."""
+    then evaluate and report."""
     monkeypatch.syspath_prepend(str(PROJECT_ROOT / "benchmarks"))
     import quality_benchmark
 
@@ -71,12 +83,7 @@ def test_quality_benchmark_trains_the_flow_models_side_by_side(monkeypatch, tmp_
          "kedro_run_ledi.log"),
         (["--env=cpu_benchmark", "--pipelines=train_fm", "--namespaces=gaussian",
           "--params=run.seed=1,run.cpu_threads=1"], "kedro_run_gaussian.log"),
-        (["--env=cpu_benchmark", "--pipelines=train_fm,evaluate,report", "--params=run.seed=1"], "kedro_run_evaluate.log")]
-
-
-def tables(stdout: str) -> str:
-    """What the benchmark prints after its header line."""
-    return stdout.split("\nquality benchmark: ", 1)[1].split("\n", 1)[1]
+        (["--env=cpu_benchmark", "--pipelines=evaluate,report", "--params=run.seed=1"], "kedro_run_evaluate.log")]
 
 
 @pytest.mark.slow
@@ -84,7 +91,7 @@ def test_gpu_check_smoke(tmp_path):
     env = dict(os.environ, PYTHON=sys.executable)
     proc = subprocess.run(["bash", "benchmarks/gpu_check.sh", "--smoke", "--out", str(tmp_path)], cwd=PROJECT_ROOT,
                           capture_output=True, text=True, timeout=600, env=env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    ok(proc)
     md = (tmp_path / "gpu_check.md").read_text()
     assert "| DiT-T | 16 | off |" in md and "the default chain on conf/tiny" in md
     assert md.count("| at_reference_nfe (NFE 4") == 2 and "| encoder codes of training images | 0 |" in md

@@ -21,11 +21,11 @@ def test_two_queued_experiments_run_in_parallel_with_their_own_checkpoints(tiny_
     project = tiny_dvc_copy
     checkpoints = project / "data/06_models/checkpoints"
     before = tree_hash(checkpoints)
-    for scale in ("0.5", "0.8"):  # train_fm alone: what differs between them (evaluation is covered elsewhere)
+    for scale in ("0.5", "0.8"):  # LeDiFlow's stage alone: what differs between them (evaluation is covered elsewhere)
         ok(run(["dvc", "exp", "run", "--queue", "-n", f"scale{scale.replace('.', '')}", "-S",
-                f"conf/base/parameters_train_fm.yml:fm.prior_noise_scale={scale}", "train_fm"], project))
+                f"conf/base/parameters_train_fm.yml:fm.prior_noise_scale={scale}", "train_fm_ledi"], project))
     log = ok(run(["dvc", "exp", "run", "--run-all", "--jobs", "2"], project))  # 2 queue workers; returns when done
-    assert log.count("Running stage 'train_fm'") == log.count("Running stage") == 2, log  # the rest is committed
+    assert log.count("Running stage 'train_fm_ledi'") == log.count("Running stage") == 2, log  # the rest is committed
     status = ok(run(["dvc", "queue", "status"], project))
     assert status.count("Success") == 2, status
     shown = json.loads(ok(run(["dvc", "exp", "show", "--json", "--no-fetch"], project)))

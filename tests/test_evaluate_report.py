@@ -76,17 +76,18 @@ def test_metrics_and_speedups(evaluated):
     assert isinstance(m["evaluation_reliable"], bool) and isinstance(m["evaluation_warnings"], list)
     # the tiny judge (4 steps) is far below min_judge_accuracy, so the run must say it is unreliable
     assert not m["evaluation_reliable"] and any("accuracy" in w for w in m["evaluation_warnings"])
-    for solver in ("euler", "midpoint"):
-        assert m[f"speedup_{solver}_at_reference_nfe"].startswith("unreliable evaluation")
-        assert f"speedup_{solver}_at_reference_nfe_value" not in m
-        assert set(m[f"better_{solver}"]) <= {"1", "2", "4"}
-        assert set(m[f"better_{solver}"].values()) <= {"ledi", "gaussian", "noise"}
+    assert set(m["solvers"]) == {"euler", "midpoint"}  # the fixed-step solvers; dopri5 has no NFE grid
+    for solver, c in m["solvers"].items():
+        assert c["speedup"]["at_reference_nfe"]["text"].startswith("unreliable evaluation")
+        assert c["speedup"]["at_reference_nfe"]["value"] is None
+        assert set(c["better"]) <= {"1", "2", "4"} and set(c["better"].values()) <= {"ledi", "gaussian", "noise"}
         for model in ("ledi", "gaussian"):
-            nfes = m[f"fd_{model}_{solver}"]
-            assert set(m[f"fd_{model}_{solver}_low"]) == set(nfes) == set(m[f"fd_{model}_{solver}_high"])
-            assert all(m[f"fd_{model}_{solver}_low"][n] <= v <= m[f"fd_{model}_{solver}_high"][n]
-                       for n, v in nfes.items())
-    assert m["sanity_real_train_fd_interval"][0] <= m["sanity_real_train_fd"] <= m["sanity_real_train_fd_interval"][1]
+            nfes = c["quality"][model]
+            assert set(c["interval"][model]) == set(nfes)
+            assert all(c["interval"][model][n][0] <= v <= c["interval"][model][n][1] for n, v in nfes.items())
+    floor = m["sanity"]["real_train"]
+    assert floor["interval"][0] <= floor["quality"] <= floor["interval"][1]
+    assert set(m["sanity"]) == {"real_train", "prior_x0", "gaussian_noise"}
     assert m["subset_coverage"]["reference"] == {"n": 12, "n_classes": 3}
     assert set(evaluated.load("straightness")) == {"ledi", "gaussian"}
     sp = evaluated.load("speedup_table")
@@ -94,14 +95,15 @@ def test_metrics_and_speedups(evaluated):
     assert set(sp["status"]) == {"unreliable"}
     assert all(t == "not reached" or "ms/image" in t for t in sp["wallclock_text"])
     assert m["training"]["gaussian"]["stop_reason"] == "step_cap" and m["baseline_converged"] is False
-    assert m["sampling_seeds"] == 2 and m["fd_max_seed_std"] >= 0
+    assert m["sampling_seeds"] == 2 and m["max_seed_std"] >= 0
     wall = m["wallclock"]  # timings are kept apart from the figures that must repeat exactly
     assert wall["latent_sampler_recommended"].startswith("rk4 x ")
     assert m["latent_sampler"]["configured"] == "rk4 x 2" and m["latent_sampler"]["image_nfe"] == 2
     low, high = m["latent_sampler"]["configured_minus_best"]
     assert low <= high and m["latent_sampler"]["configured_within_noise_of_best"] == (low <= 0)
     assert {"train_codes_quality", "held_out_codes_quality", "held_out_codes_interval"} <= set(m["latent_sampler"])
-    assert not any(k.startswith(("ms_per_image", "ledi_x0")) for k in m)
+    assert set(wall["solvers"]["midpoint"]) == {"speedup", "ms_per_image", "ledi_x0_ms_per_image"}
+    assert not any("ms" in k for c in m["solvers"].values() for k in c)
     # the memorisation check: every model's worst point, and the training images themselves as the positive control
     assert set(m["memorisation"]) == {"ledi", "gaussian", "real_vs_real_nn_train_median"}
     assert 0 <= m["memorisation"]["ledi"]["close_fraction"] <= 1 and m["memorisation"]["real_vs_real_nn_train_median"] == 0
@@ -113,7 +115,7 @@ def test_latent_sampler_sweep(evaluated):
     # and of the 4 held-out images outside the reference set
     assert sweep["image_nfe"].to_list() == [1] * 4 + [2] * 4 + [4] * 4
     assert sweep["image_solver"].to_list() == ["euler"] * 4 + ["midpoint"] * 8
-    assert sweep["latent_solver"].to_list() == ["rk4", "rk4", "codes:train", "codes:held_out"] * 3
+    assert sweep["sample_solver"].to_list() == ["rk4", "rk4", "codes:train", "codes:held_out"] * 3
     assert sweep["n_samples"].to_list() == [12, 12, 12, 4] * 3
     assert sweep["latent_nfe"].to_list() == [4.0, 8.0, 0.0, 0.0] * 3
     assert sweep["configured"].to_list() == [False, True, False, False] * 3
@@ -127,16 +129,22 @@ def test_latent_sampler_sweep(evaluated):
     assert shipped["fd"] == point["fd"]
 
 
-def test_report_is_self_contained(evaluated):
+def test_report_opens_with_the_verdict_links_its_images_and_the_html_is_self_contained(evaluated):
     md, html = evaluated.load("report_markdown"), evaluated.load("report_html")
     for text in (md, html):
         assert "tiny" in text and "Quality against NFE" in text and "Provenance" in text
         assert "EVALUATION UNRELIABLE" in text and "test accuracy" in text
         assert "git commit" in text and "torch" in text and "started from encoder codes of training and of held-out" in text
-        assert "data:image/png;base64," in text
         assert "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad" in text  # sha256("abc")
         assert "missing" in text
+    assert md.index("## At a glance") < md.index("## Summary") < md.index("## Quality against NFE")
+    glance = md[md.index("## At a glance"): md.index("## Summary")]
+    assert "euler:" in glance and "midpoint:" in glance and "Training: ledi stopped at step" in glance
+    assert "![fd against NFE (lower is better)](quality_vs_nfe.png)" in glance and "(sample_grid.png)" in glance
+    assert "data:image/png;base64," not in md and len(md.encode()) < 100_000  # images are the files beside it
+    assert "(prior_loss.png)" in md and "(fm_gaussian_loss.png)" in md
     assert html.startswith("<!doctype html>") and "<table>" in html
+    assert html.count("data:image/png;base64,") == md.count("](") - md.count("](http")  # every image, inline
 
 
 def test_clip_plumbing_with_a_random_tiny_model():

@@ -12,7 +12,7 @@ from kedro.runner import SequentialRunner
 
 from ledi_kedro.pipelines.preprocess import create_pipeline
 from ledi_kedro.pipelines.preprocess.nodes import BadImagesError, NoUsableImagesError
-from tests.conftest import base_params, deep_merge
+from tests.conftest import base_params, deep_merge, ok
 
 OUTPUTS = ["image_manifest", "train_image_tensors", "test_image_tensors", "preprocess_report", "preprocess_metrics"]
 
@@ -124,7 +124,7 @@ def test_cli_run_on_folder_with_corrupt_files(project_copy, image_tree):
         [sys.executable, "-m", "kedro", "run", "--pipelines=preprocess", f"--params={params}"],
         cwd=project_copy, capture_output=True, text=True, timeout=300,
     )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    ok(proc)
     report = json.loads((project_copy / "data/08_reporting/preprocess_report.json").read_text())
     assert {r["source"] for r in report["rejected"]} == {k for k, v in expected.items() if v}
     assert (project_copy / "data/05_model_input/train_images.safetensors").is_file()
@@ -151,4 +151,4 @@ def test_ensure_data_explains_how_to_get_data(project_copy, tmp_path):
         assert proc.returncode == 1
         assert expected in proc.stderr and "apt-get install -y dataset-fashion-mnist" in proc.stderr
     local.write_text(yaml.safe_dump({"data_source": {"kind": "image_folder", "path": str(tmp_path)}}))
-    assert subprocess.run([sys.executable, "scripts/ensure_data.py"], cwd=project_copy).returncode == 0
+    ok(subprocess.run([sys.executable, "scripts/ensure_data.py"], cwd=project_copy, capture_output=True, text=True))

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import ok
+
 TRAIN = "steps={steps},batch_size=8,warmup_steps=2,log_every=2,checkpoint_every={every}"
 
 
@@ -56,7 +58,7 @@ def test_train_fm_killed_then_resumed_from_its_last_checkpoint(tiny_trained_copy
     reached = int(last.removeprefix("step_"))
     # ... resumes from its last checkpoint when run again (with a budget just 6 steps longer, to finish fast)
     again = kedro(project, "--pipelines=train_fm", f"--params={fm_params(reached + 6, 6)}")
-    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    ok(again)
     log = again.stdout + again.stderr
     resumed_from = Path("data/06_models/checkpoints") / "fm_gaussian" / last
     assert f"fm_gaussian: resumed from {resumed_from} (step {reached})" in log
@@ -81,7 +83,7 @@ def test_torchrun_two_processes(tiny_trained_copy):
                            "-m", "ledi_kedro", "--pipelines=train_fm", f"--params=run.checkpoint_root={ckpt}"],
                           cwd=project, capture_output=True, text=True, timeout=400, env=env)
     out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-4000:]
+    ok(proc)
     assert "DDP: 2 processes" in out and "global batch 8 on cpu x2" in out
     assert (ckpt / "fm_ledi" / "step_00000004").is_dir()
     assert not list(ckpt.glob("**/.*tmp*"))

@@ -6,6 +6,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import ok
 import torch
 
 import ledi_kedro
@@ -60,12 +62,12 @@ def test_cli_generate_and_interpolate(tiny_trained_project, tmp_path):
     model = tiny_trained_project / "data/06_models/fm_ledi"
     proc = ledi_cli("generate", "--model", str(model), "--n", "6", "--nfe", "4", "--solver", "midpoint",
                     "--out", str(tmp_path / "grid.png"), "--nrow", "3", "--device", "cpu")
-    assert proc.returncode == 0, proc.stderr
+    ok(proc)
     assert "6 images from the LeDiFlow model" in proc.stdout and "image NFE 4" in proc.stdout
     assert Image.open(tmp_path / "grid.png").size == (3 * 10 + 2, 2 * 10 + 2)
     proc = ledi_cli("interpolate", "--model", str(model.parent / "fm_gaussian"), "--points", "5",
                     "--out", str(tmp_path / "strip.png"), "--nfe", "2", "--solver", "euler")
-    assert proc.returncode == 0, proc.stderr
+    ok(proc)
     assert Image.open(tmp_path / "strip.png").size == (5 * 10 + 2, 12)
 
 
@@ -89,7 +91,7 @@ def test_kedro_viz_build_has_every_pipeline_and_node(tiny_trained_project):
 
     proc = subprocess.run([sys.executable, "-m", "kedro", "viz", "build"], cwd=tiny_trained_project,
                           capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    ok(proc)
     api = tiny_trained_project / "build" / "api"
     main = json.loads((api / "main").read_text())
     configure_project("ledi_kedro")
@@ -127,4 +129,5 @@ def test_the_ledi_entry_point_is_installed():
     (entry,) = entry_points(group="console_scripts", name="ledi")
     assert entry.load() is main  # the `ledi` script itself runs in the round-trip test
     proc = ledi_cli("--help")
-    assert proc.returncode == 0 and "generate" in proc.stdout and "interpolate" in proc.stdout
+    ok(proc)
+    assert "generate" in proc.stdout and "interpolate" in proc.stdout

@@ -1,6 +1,8 @@
 """What each DVC stage must declare, derived from the Kedro pipeline it runs, and a check of dvc.yaml.
 
-A stage ``NAME`` runs ``kedro run --pipelines=NAME``. Such a run reads:
+A stage ``NAME`` runs ``kedro run --pipelines=NAME``; a pipeline whose nodes all belong to namespaces (``train_fm``:
+``ledi`` and ``gaussian``) has one stage per namespace, ``NAME_NS`` running ``kedro run --pipelines=NAME
+--namespaces=NS``, so that each reruns only when what it reads changes. Such a run reads:
 
 * the files of the datasets the pipeline takes in (the catalog, patterns resolved) -> ``deps``;
 * the parameter sections its nodes take (``params:X`` -> section ``X``; ``parameters`` -> all), and
@@ -41,6 +43,7 @@ class Requirements:
     deps: set[str] = field(default_factory=set)  # files (or conf/local) the stage reads
     params: dict[str, str] = field(default_factory=dict)  # section -> conf/base file defining it
     outs: set[str] = field(default_factory=set)  # files the stage writes
+    command: str = ""  # the options of `kedro run` the stage must call
 
 
 def _module_file(module: str, src: Path) -> Path | None:
@@ -121,35 +124,46 @@ def derive(project: Path = Path(".")) -> dict[str, Requirements]:
     catalog = DataCatalog.from_config(loader["catalog"])
     sections = _param_files(project / "conf")
     src = project / "src"
-    shared = {f"{PACKAGE}.settings", f"{PACKAGE}.pipeline_registry"}
     out = {}
     for name, pipe in sorted(pipelines.items()):
         if name == "__default__":
             continue
-        req = Requirements(deps=set(ALWAYS_READ_FILES))
-        for ds in pipe.inputs():
-            if (path := _dataset_path(catalog, ds)) is not None:
-                req.deps.add(path)
-        for ds in pipe.all_outputs():  # intermediate datasets are written to disk too
-            if (path := _dataset_path(catalog, ds)) is not None:
-                req.outs.add(path)
-        if name == "preprocess":
-            req.deps.add(SOURCE_DEP)
-        used = set(ALWAYS_READ_SECTIONS)
-        for ds in pipe.inputs():
-            if ds == "parameters":
-                used |= set(sections)
-            elif ds.startswith("params:"):
-                used.add(ds.removeprefix("params:").split(".")[0])
-        req.params = {s: sections.get(s, "?") for s in sorted(used)}
-        roots = shared | {f"{PACKAGE}.pipelines.{name}"} | {n.func.__module__ for n in pipe.nodes}
-        for ds in pipe.datasets():  # the catalog names the dataset classes that read and write the files
-            dataset = None if ds.startswith("params:") or ds == "parameters" else catalog.get(ds)
-            if dataset is not None and type(dataset).__module__.startswith(PACKAGE):
-                roots.add(type(dataset).__module__)
-        req.deps |= {p.relative_to(project).as_posix() for p in project_modules(roots, src)}
-        out[name] = req
+        namespaces = {n.namespace for n in pipe.nodes}
+        if None in namespaces or len(namespaces) < 2:
+            out[name] = _requirements(name, pipe, catalog, sections, src, project)
+        else:
+            for ns in sorted(namespaces):
+                out[f"{name}_{ns}"] = _requirements(name, pipe.only_nodes_with_namespaces([ns]), catalog, sections,
+                                                    src, project, f"--pipelines={name} --namespaces={ns}")
     return out
+
+
+def _requirements(name: str, pipe: Any, catalog: Any, sections: dict[str, str], src: Path, project: Path,
+                  command: str | None = None) -> Requirements:
+    shared = {f"{PACKAGE}.settings", f"{PACKAGE}.pipeline_registry"}
+    req = Requirements(deps=set(ALWAYS_READ_FILES), command=command or f"--pipelines={name}")
+    for ds in pipe.inputs():
+        if (path := _dataset_path(catalog, ds)) is not None:
+            req.deps.add(path)
+    for ds in pipe.all_outputs():  # intermediate datasets are written to disk too
+        if (path := _dataset_path(catalog, ds)) is not None:
+            req.outs.add(path)
+    if name == "preprocess":
+        req.deps.add(SOURCE_DEP)
+    used = set(ALWAYS_READ_SECTIONS)
+    for ds in pipe.inputs():
+        if ds == "parameters":
+            used |= set(sections)
+        elif ds.startswith("params:"):
+            used.add(ds.removeprefix("params:").split(".")[0])
+    req.params = {s: sections.get(s, "?") for s in sorted(used)}
+    roots = shared | {f"{PACKAGE}.pipelines.{name}"} | {n.func.__module__ for n in pipe.nodes}
+    for ds in pipe.datasets():  # the catalog names the dataset classes that read and write the files
+        dataset = None if ds.startswith("params:") or ds == "parameters" else catalog.get(ds)
+        if dataset is not None and type(dataset).__module__.startswith(PACKAGE):
+            roots.add(type(dataset).__module__)
+    req.deps |= {p.relative_to(project).as_posix() for p in project_modules(roots, src)}
+    return req
 
 
 def _covered(path: str, declared: set[str]) -> bool:
@@ -188,8 +202,8 @@ def check(project: Path = Path("."), required: dict[str, Requirements] | None = 
         if stage is None:
             problems.append(f"{name}: no DVC stage runs this pipeline")
             continue
-        if f"--pipelines={name}" not in str(stage.get("cmd", "")):
-            problems.append(f"{name}: its command does not run `kedro run --pipelines={name}`")
+        if not all(part in str(stage.get("cmd", "")).split() for part in req.command.split()):
+            problems.append(f"{name}: its command does not run `kedro run {req.command}`")
         deps, params, outs = _stage_entries(stage)
         problems += [f"{name}: deps miss {d}" for d in sorted(req.deps) if not _covered(d, deps)]
         problems += [f"{name}: params miss {file}: {section}" for section, file in req.params.items()
@@ -214,7 +228,8 @@ def compact(paths: set[str]) -> list[str]:
 def main() -> int:
     required = derive(Path("."))
     for name, req in required.items():
-        print(f"{name}:\n  deps: {compact(req.deps)}\n  params: {req.params}\n  outs: {sorted(req.outs)}")
+        print(f"{name} (kedro run {req.command}):\n  deps: {compact(req.deps)}\n  params: {req.params}\n"
+              f"  outs: {sorted(req.outs)}")
     problems = check(Path("."), required)
     print("\n".join(["", "dvc.yaml is complete." if not problems else "Missing from the DVC files:", *problems]))
     return 1 if problems else 0

@@ -296,6 +296,7 @@ class EvaluateParams:
     straightness_samples: int
     straightness_steps: int
     grid_solver: str
+    grid_nfe: list[int]  # the sample grid's rows: LeDiFlow and the baseline side by side at these NFE
     grid_images: int
     interpolation_points: int
     inpaint_examples: int

@@ -8,19 +8,15 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import matplotlib
+import polars as pl
+import torch
+from matplotlib.figure import Figure  # figures without pyplot: nodes render to files, never to a window
 
-matplotlib.use("Agg")  # nodes render to files; never open a window
-import matplotlib.pyplot as plt  # noqa: E402
-import polars as pl  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from ledi_kedro.core.artifacts import TrainedModel  # noqa: E402
-from ledi_kedro.core.config import from_dict  # noqa: E402
-from ledi_kedro.core.trainer import TrainResult  # noqa: E402
-from ledi_kedro.params import FMVariant, parse  # noqa: E402
-from ledi_kedro.steps import training as steps  # noqa: E402
+from ledi_kedro.core.artifacts import TrainedModel
+from ledi_kedro.core.config import ConfigError, from_dict
+from ledi_kedro.core.trainer import TrainResult
+from ledi_kedro.params import FMVariant, parse
+from ledi_kedro.steps import training as steps
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +35,8 @@ def empty_history() -> pl.DataFrame:
 
 def plot_loss_history(history: pl.DataFrame, title: str) -> Figure:
     """Per-step loss (faint) and its moving average, log-scaled."""
-    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    fig = Figure(figsize=(6, 3.5), dpi=100)
+    ax = fig.subplots()
     if history.height:
         steps, loss = history["step"].to_numpy(), history["loss"].to_numpy()
         ax.plot(steps, loss, alpha=0.3, lw=0.8, label="per step")
@@ -101,8 +98,25 @@ def train_fm_model(train_model_input: dict[str, Any], prior_model: TrainedModel,
                    latent_flow_model: TrainedModel, autoencoder_model: TrainedModel, quality_embedder: TrainedModel,
                    test_image_tensors: dict[str, Any], fm: dict, variant: dict,
                    run: dict) -> tuple[TrainedModel, pl.DataFrame, pl.DataFrame]:
-    """:func:`ledi_kedro.steps.training.train_flow` (LeDiFlow or the baseline), its loss and quality histories."""
+    """:func:`ledi_kedro.steps.training.train_flow` from the learned prior (LeDiFlow), its loss and quality
+    histories."""
+    v = from_dict(FMVariant, variant, "variant")
+    if v.prior != "learned":
+        raise ConfigError(f"variant.prior={v.prior!r}: LeDiFlow's instance of train_fm trains from the learned prior")
     model, result = steps.train_flow(train_model_input, prior_model, prior_codes, latent_flow_model,
-                                     autoencoder_model, quality_embedder, test_image_tensors, parse("fm", fm),
-                                     from_dict(FMVariant, variant, "variant"), parse("run", run))
+                                     autoencoder_model, quality_embedder, test_image_tensors, parse("fm", fm), v,
+                                     parse("run", run))
+    return model, history_frame(result), quality_frame(result)
+
+
+def train_baseline_model(train_model_input: dict[str, Any], autoencoder_model: TrainedModel,
+                         quality_embedder: TrainedModel, test_image_tensors: dict[str, Any], fm: dict, variant: dict,
+                         run: dict) -> tuple[TrainedModel, pl.DataFrame, pl.DataFrame]:
+    """:func:`ledi_kedro.steps.training.train_flow` from N(0, I) (the baseline), its loss and quality histories:
+    it reads nothing of the learned prior."""
+    v = from_dict(FMVariant, variant, "variant")
+    if v.prior != "gaussian":
+        raise ConfigError(f"variant.prior={v.prior!r}: the baseline's instance of train_fm trains from N(0, I)")
+    model, result = steps.train_flow(train_model_input, None, None, None, autoencoder_model, quality_embedder,
+                                     test_image_tensors, parse("fm", fm), v, parse("run", run))
     return model, history_frame(result), quality_frame(result)

@@ -24,8 +24,8 @@ def samplers():
     flow = randomised(DiT(DiTConfig(in_channels=1, resolution=8, patch_size=2, size="T")))
     prior = PriorModel(PriorConfig(in_channels=1, resolution=8, z_dim=6, base_channels=8)).eval()
     latent = randomised(LatentFlow(LatentFlowConfig(z_dim=6, hidden=16, depth=1)), seed=1)
-    return GaussianSampler(flow, SHAPE), LeDiFlowSampler(flow, prior, latent, SHAPE, noise_scale=1.0,
-                                                               latent_steps=4, latent_solver="midpoint")
+    return GaussianSampler(flow, SHAPE), LeDiFlowSampler(flow, prior, latent, SHAPE, prior_noise_scale=1.0,
+                                                               sample_steps=4, sample_solver="midpoint")
 
 
 @pytest.mark.parametrize("which", [0, 1])
@@ -112,7 +112,7 @@ def test_sampling_from_codes_is_ledi_with_the_latent_sampler_replaced(samplers):
     g = torch.Generator().manual_seed(4)
     torch.randn(mu.shape, generator=g)  # the draw for z
     eps = torch.randn((3, *SHAPE), generator=g)
-    torch.testing.assert_close(out.x0, ledi.prior_model.sample_x0(mu, ledi.noise_scale, eps=eps))
+    torch.testing.assert_close(out.x0, ledi.prior_model.sample_x0(mu, ledi.prior_noise_scale, eps=eps))
     torch.testing.assert_close(out.images, ledi.flow_from(out.x0, nfe=2, solver="midpoint").x)
     assert out.nfe == 2 and out.latent_nfe == 0
 

@@ -167,6 +167,6 @@ def make_sampler(fm: TrainedModel, prior: TrainedModel | None = None, latent_flo
                              "it needs the prior model and the latent sampler too")
         lf = read_record(LatentSamplerRecord, latent_flow, "latent sampler")
         return LeDiFlowSampler(flow, prior.inference.to(device), latent_flow.inference.to(device), shape,
-                               noise_scale=record.prior_noise_scale, latent_steps=lf.sample_steps,
-                               latent_solver=lf.sample_solver, decode=decode, device=device, precision=precision)
+                               prior_noise_scale=record.prior_noise_scale, sample_steps=lf.sample_steps,
+                               sample_solver=lf.sample_solver, decode=decode, device=device, precision=precision)
     return GaussianSampler(flow, shape, decode=decode, device=device, precision=precision)

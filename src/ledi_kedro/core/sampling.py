@@ -157,26 +157,27 @@ class LeDiFlowSampler(FlowSampler):
     """Learned prior: latent flow -> prior decoder -> image flow."""
 
     def __init__(self, flow: nn.Module, prior_model: nn.Module, latent_flow: nn.Module,
-                 shape: tuple[int, int, int], *, noise_scale: float, latent_steps: int, latent_solver: str,
+                 shape: tuple[int, int, int], *, prior_noise_scale: float, sample_steps: int, sample_solver: str,
                  decode: Decode | None = None, device: torch.device | str | None = None, precision: str = "fp32"):
-        """``noise_scale`` (s in x0 = mu(z) + s exp(lv(z)/2) eps), ``latent_solver`` and ``latent_steps`` have
-        no defaults here: the project's live in conf/base (``fm.prior_noise_scale``, ``latent_flow.sample_solver``
-        and ``sample_steps``) and travel with the trained models (:func:`ledi_kedro.core.artifacts.make_sampler`)."""
+        """``prior_noise_scale`` (s in x0 = mu(z) + s exp(lv(z)/2) eps), ``sample_solver`` and ``sample_steps`` (the
+        latent sampler's ODE) have no defaults here and carry their YAML names: the project's live in conf/base
+        (``fm.prior_noise_scale``, ``latent_flow.sample_solver`` and ``sample_steps``) and travel with the trained
+        models' records (:func:`ledi_kedro.core.artifacts.make_sampler`)."""
         super().__init__(flow, shape, decode, device, precision)
         self.prior_model = prior_model.eval()
         self.latent_flow = latent_flow.eval()
-        self.noise_scale = noise_scale
-        self.latent_steps, self.latent_solver = latent_steps, latent_solver
+        self.prior_noise_scale = prior_noise_scale
+        self.sample_steps, self.sample_solver = sample_steps, sample_solver
         self.z_dim = prior_model.config.z_dim
 
     @torch.no_grad()
     def latent_from_w(self, w: torch.Tensor) -> tuple[torch.Tensor, int]:
         """Latent codes z from noise w (n, z_dim) through the latent sampler, and the NFE spent."""
-        return integrate_latent(self.latent_flow, w, self.latent_solver, self.latent_steps)
+        return integrate_latent(self.latent_flow, w, self.sample_solver, self.sample_steps)
 
     @torch.no_grad()
     def x0_from_z(self, z: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-        return self.prior_model.sample_x0(z, self.noise_scale, eps=eps)
+        return self.prior_model.sample_x0(z, self.prior_noise_scale, eps=eps)
 
     def draw_x0(self, n: int, generator: torch.Generator):
         w = torch.randn((n, self.z_dim), generator=generator, device=self.device)

@@ -76,8 +76,10 @@ def run_chain(params: dict[str, Any], progress: Callable[[str], None] = log.info
     flows, status = {}, {}
     for ns in FLOW_NAMESPACES:
         variant = from_dict(FMVariant, params[ns]["variant"], f"{ns}.variant")
-        flows[ns], result = train_steps.train_flow(train_input, prior, codes, latent_flow, autoencoder, judge,
-                                                   test_images, p["fm"], variant, run)
+        learned = variant.prior == "learned"  # the baseline reads nothing of the learned prior, as in train_fm
+        flows[ns], result = train_steps.train_flow(train_input, prior if learned else None, codes if learned else None,
+                                                   latent_flow if learned else None, autoencoder, judge, test_images,
+                                                   p["fm"], variant, run)
         status[ns] = train_steps.flow_training_status([e["quality"] for e in result.eval_history], result.steps,
                                                       p["fm"], variant)
     stage("train_fm")

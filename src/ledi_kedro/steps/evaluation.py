@@ -33,7 +33,7 @@ from ledi_kedro.core.embedders import build_embedder
 from ledi_kedro.core.evaluation import QualitySpec, SweepConfig, generate_and_embed, prior_only_features, quality, sweep
 from ledi_kedro.core.metrics import median_heuristic_sigma
 from ledi_kedro.core.metrics.comparison import (
-    Curve, PointWithInterval, compare, paired_difference, reliability_warnings,
+    Curve, PointWithInterval, better_per_nfe, cheapest_beats_best, compare, paired_difference, reliability_warnings,
 )
 from ledi_kedro.core.metrics.intervals import MIN_ROWS, Interval, QualityBootstrap
 from ledi_kedro.core.metrics.memorisation import memorisation, nearest_distances
@@ -241,7 +241,7 @@ def latent_sampler_points(ledi_model: TrainedModel, prior_model: TrainedModel, l
                           ev: EvaluateParams, run: RunParams) -> list[dict[str, Any]]:
     """LeDiFlow at each of ``latent_sweep.image_points`` with the latent sampler's solver and steps varied, and
     started from encoder codes of (a seeded sample of) training images and of held-out images outside the
-    reference set (``latent_solver`` ``codes:train`` / ``codes:held_out``): quality with paired intervals,
+    reference set (``sample_solver`` ``codes:train`` / ``codes:held_out``): quality with paired intervals,
     cost per image and of drawing x0. ``configured`` marks the shipped latent sampler."""
     ls, metric = ev.latent_sweep, ev.primary_metric
     if not ls.image_points:
@@ -250,7 +250,7 @@ def latent_sampler_points(ledi_model: TrainedModel, prior_model: TrainedModel, l
     sampler = make_sampler(ledi_model, prior_model, latent_flow_model, autoencoder_model, device, precision="bf16")
     embed = build_embedder(quality_embedder, device)
     spec = quality_spec(ev, ref)
-    configured = (sampler.latent_solver, sampler.latent_steps)
+    configured = (sampler.sample_solver, sampler.sample_steps)
     prior = prior_model.inference
     codes = {CODES_TRAIN: encode_moments(prior, seeded_rows(train_input, ev.n_samples, ev.seed + 3)["images"],
                                          device)}
@@ -266,11 +266,11 @@ def latent_sampler_points(ledi_model: TrainedModel, prior_model: TrainedModel, l
                 gen = generate_and_embed(sampler, embed, int(mu.shape[0]), ev.batch_size, point.solver,
                                          nfe=image_nfe, seed=ev.seed, codes={"mu_z": mu, "logvar_z": logvar})
             else:
-                sampler.latent_solver, sampler.latent_steps = solver, steps
+                sampler.sample_solver, sampler.sample_steps = solver, steps
                 gen = generate_and_embed(sampler, embed, ev.n_samples, ev.batch_size, point.solver, nfe=image_nfe,
                                          seed=ev.seed)
             q = quality(gen.features, ref.reference, spec)
-            rows.append({"latent_solver": solver, "latent_steps": steps, "latent_nfe": gen.latent_nfe,
+            rows.append({"sample_solver": solver, "sample_steps": steps, "latent_nfe": gen.latent_nfe,
                          "configured": (solver, steps) == configured, "image_nfe": image_nfe,
                          "image_solver": point.solver, metric: q[metric], "n_samples": q["n_samples"],
                          "ms_per_image": 1e3 * gen.seconds_per_image, "x0_ms_per_image": 1e3 * gen.x0_seconds_per_image,
@@ -278,7 +278,7 @@ def latent_sampler_points(ledi_model: TrainedModel, prior_model: TrainedModel, l
             feats.append(gen.features)
             log.info("LeDiFlow from %s x %d at image NFE %d: %s %.4f, %.3f ms/image of which x0 %.3f ms", solver, steps,
                      image_nfe, metric, q[metric], rows[-1]["ms_per_image"], rows[-1]["x0_ms_per_image"])
-    sampler.latent_solver, sampler.latent_steps = configured
+    sampler.sample_solver, sampler.sample_steps = configured
     boot = _bootstrap(ev, ref)
     for row, rep in zip(rows, boot.replicates(ref.reference, feats, [r[metric] for r in rows])):
         iv = boot.interval(rep)
@@ -316,40 +316,12 @@ def _point(rows: list[dict[str, Any]], metric: str, name: str) -> PointWithInter
     return PointWithInterval(name, r[metric], Interval(r[f"{metric}_low"], r[f"{metric}_high"]))
 
 
-def floor_statement(ledi: Curve, base: Curve, confidence: float = 0.95, metric: str = "fd") -> dict[str, Any] | None:
-    """When LeDiFlow at its smallest NFE already beats the baseline's best point: the two points and the gap
-    (baseline minus LeDiFlow, with its paired interval). None otherwise."""
-    j = min(range(len(base.nfe)), key=lambda i: base.quality[i])
-    if not ledi.nfe or ledi.quality[0] > base.quality[j]:
-        return None
-    gap = base.quality[j] - ledi.quality[0]
-    iv = paired_difference(ledi.replicates[0], base.replicates[j], gap, confidence)
-    text = (f"LeDiFlow at its smallest NFE ({ledi.nfe[0]:g}: {metric} {ledi.quality[0]:.4g}) already beats the "
-            f"baseline's best point (NFE {base.nfe[j]:g}: {metric} {base.quality[j]:.4g}) by {gap:.4g} "
-            f"({round(100 * confidence)}% CI {iv.low:.4g} to {iv.high:.4g}"
-            f"{', beyond the noise' if iv.low > 0 else ', within the noise'}); the matched-quality speedup is "
-            "only bounded below")
-    return {"ledi_nfe": ledi.nfe[0], "baseline_nfe": base.nfe[j], "gap": _r(gap), "gap_low": _r(iv.low),
-            "gap_high": _r(iv.high), "beyond_noise": iv.low > 0, "text": text}
-
-
-def better_per_nfe(ledi: Curve, base: Curve, confidence: float = 0.95) -> dict[str, str]:
-    """At each NFE both curves have: which model is better beyond the noise (paired interval of the gap)."""
-    out = {}
-    for n, q, reps in zip(ledi.nfe, ledi.quality, ledi.replicates):
-        if n in base.nfe:
-            j = base.nfe.index(n)
-            diff = paired_difference(reps, base.replicates[j], base.quality[j] - q, confidence)
-            out[str(int(n))] = "ledi" if diff.low > 0 else "gaussian" if diff.high < 0 else "noise"
-    return out
-
-
 def latent_sampler_choice(rows: list[dict[str, Any]], metric: str, image_nfe: int,
                           confidence: float = 0.95) -> dict[str, Any]:
     """At ``image_nfe``: the best latent-sampler setting, the cheapest setting whose difference from the best is
     within the noise (the paired interval of the difference holds 0: the frontier's recommendation), the
     shipped one and the encoder-code rows. Cost is the time of drawing x0."""
-    sweep = [r for r in rows if r["image_nfe"] == image_nfe and not str(r["latent_solver"]).startswith("codes:")]
+    sweep = [r for r in rows if r["image_nfe"] == image_nfe and not str(r["sample_solver"]).startswith("codes:")]
     if not sweep:
         return {}
     best = min(sweep, key=lambda r: r[metric])
@@ -359,18 +331,18 @@ def latent_sampler_choice(rows: list[dict[str, Any]], metric: str, image_nfe: in
                                  confidence)
 
     pick = min((r for r in sweep if gap(r).low <= 0), key=lambda r: r["x0_ms_per_image"])
-    out: dict[str, Any] = {"image_nfe": image_nfe, "best": f"{best['latent_solver']} x {best['latent_steps']}",
-                           "best_quality": _r(best[metric]), "recommended": f"{pick['latent_solver']} x "
-                                                                               f"{pick['latent_steps']}",
+    out: dict[str, Any] = {"image_nfe": image_nfe, "best": f"{best['sample_solver']} x {best['sample_steps']}",
+                           "best_quality": _r(best[metric]), "recommended": f"{pick['sample_solver']} x "
+                                                                               f"{pick['sample_steps']}",
                            "recommended_quality": _r(pick[metric])}
     for r in sweep:
         if r["configured"]:
             g = gap(r)
-            out |= {"configured": f"{r['latent_solver']} x {r['latent_steps']}", "configured_quality": _r(r[metric]),
+            out |= {"configured": f"{r['sample_solver']} x {r['sample_steps']}", "configured_quality": _r(r[metric]),
                     "configured_minus_best": [_r(g.low), _r(g.high)], "configured_within_noise_of_best": g.low <= 0}
     for r in rows:
-        if r["image_nfe"] == image_nfe and str(r["latent_solver"]).startswith("codes:"):
-            which = r["latent_solver"].removeprefix("codes:")
+        if r["image_nfe"] == image_nfe and str(r["sample_solver"]).startswith("codes:"):
+            which = r["sample_solver"].removeprefix("codes:")
             out[f"{which}_codes_quality"] = _r(r[metric])
             out[f"{which}_codes_interval"] = [_r(r[f"{metric}_low"]), _r(r[f"{metric}_high"])]
     return out
@@ -447,15 +419,18 @@ def summarize(rows: list[dict[str, Any]], latent_rows: list[dict[str, Any]], str
         "training": training, "baseline_converged": baseline_converged,
         "memorisation": copying,
         "latent_sampler": {k: v for k, v in choice.items() if k not in ("recommended",)},
+        "solvers": {},  # per fixed-step solver: quality and interval per model and NFE, which is better, speedups
         # Wall-clock figures differ from run to run: they live under "wallclock" only, so that the rest of
         # this file is identical when the same code, settings and data run again.
         "wallclock": {"latent_sampler_recommended": choice.get("recommended"),
-                      "judge_train_seconds": judge_metrics.get("train_seconds")},
+                      "judge_train_seconds": judge_metrics.get("train_seconds"), "solvers": {}},
     }
     wallclock = metrics["wallclock"]
     speedups = []
     for solver in dict.fromkeys(r["solver"] for r in fixed):
         ledi, base = _curve(fixed, "ledi", solver, metric), _curve(fixed, "gaussian", solver, metric)
+        out: dict[str, Any] = {"quality": {}, "interval": {}, "better": {}, "speedup": {}}
+        clock: dict[str, Any] = {"speedup": {}, "ms_per_image": {}}
         for label, ref_nfe in (("at_reference_nfe", ev.reference_nfe), ("vs_best_baseline", None)):
             if ref_nfe is not None and ref_nfe not in base.nfe:
                 continue
@@ -471,29 +446,30 @@ def summarize(rows: list[dict[str, Any]], latent_rows: list[dict[str, Any]], str
                              "ledi_ms_per_image": 1e3 * wall.ledi_seconds if wall else None,
                              "ledi_x0_ms_per_image": 1e3 * wall.ledi_x0_seconds if wall else None,
                              "baseline_ms_per_image": 1e3 * wall.baseline_seconds if wall else None})
-            metrics[f"speedup_{solver}_{label}"] = text
-            wallclock[f"speedup_{solver}_{label}"] = wall.text() if wall else "not reached"
-            if reliable and sp.status == "reached":  # a lower bound (grid floor) is never reported as a number
-                metrics[f"speedup_{solver}_{label}_value"] = round(sp.speedup, 4)
-                wallclock[f"speedup_{solver}_{label}_value"] = round(wall.speedup, 4)
-        floor = floor_statement(ledi, base, conf, metric)
-        if floor is not None:
-            metrics[f"ledi_cheapest_beats_baseline_best_{solver}"] = floor
-        metrics[f"better_{solver}"] = better_per_nfe(ledi, base, conf)  # which model is better at each NFE
+            # a lower bound (the grid's floor) is never reported as a number
+            number = reliable and sp.status == "reached"
+            out["speedup"][label] = {"text": text, "value": round(sp.speedup, 4) if number else None}
+            clock["speedup"][label] = {"text": wall.text() if wall else "not reached",
+                                       "value": round(wall.speedup, 4) if number and wall else None}
+        lead = cheapest_beats_best(ledi, base, conf)
+        if lead is not None:
+            out["cheapest_beats_best"] = {"ledi_nfe": lead.ledi_nfe, "baseline_nfe": lead.baseline_nfe,
+                                          "gap": _r(lead.baseline_quality - lead.ledi_quality),
+                                          "gap_interval": [_r(lead.gap.low), _r(lead.gap.high)],
+                                          "beyond_noise": lead.beyond_noise, "text": lead.text(metric)}
+        out["better"] = {str(n): who for n, who in better_per_nfe(ledi, base, conf).items()}
         for model, c in (("ledi", ledi), ("gaussian", base)):
             sub = sorted((r for r in fixed if r["model"] == model and r["solver"] == solver), key=lambda r: r["nfe"])
-            metrics[f"{metric}_{model}_{solver}"] = {str(int(n)): _r(q) for n, q in zip(c.nfe, c.quality)}
-            metrics[f"{metric}_{model}_{solver}_low"] = {str(int(r["nfe"])): _r(r[f"{metric}_low"]) for r in sub}
-            metrics[f"{metric}_{model}_{solver}_high"] = {str(int(r["nfe"])): _r(r[f"{metric}_high"]) for r in sub}
-            wallclock[f"ms_per_image_{model}_{solver}"] = {str(int(n)): _r(1e3 * t, 4) for n, t in zip(c.nfe, c.seconds)}
-        wallclock[f"ledi_x0_overhead_ms_per_image_{solver}"] = _r(1e3 * sum(ledi.x0_seconds) / len(ledi.x0_seconds), 4)
-    for r in rows:
-        if r["solver"] == "none":
-            metrics[f"sanity_{r['model']}_{metric}"] = _r(r[metric])
-            metrics[f"sanity_{r['model']}_{metric}_interval"] = [_r(r[f"{metric}_low"]), _r(r[f"{metric}_high"])]
+            out["quality"][model] = {str(int(n)): _r(q) for n, q in zip(c.nfe, c.quality)}
+            out["interval"][model] = {str(int(r["nfe"])): [_r(r[f"{metric}_low"]), _r(r[f"{metric}_high"])] for r in sub}
+            clock["ms_per_image"][model] = {str(int(n)): _r(1e3 * t, 4) for n, t in zip(c.nfe, c.seconds)}
+        clock["ledi_x0_ms_per_image"] = _r(1e3 * sum(ledi.x0_seconds) / len(ledi.x0_seconds), 4)
+        metrics["solvers"][solver], wallclock["solvers"][solver] = out, clock
+    metrics["sanity"] = {r["model"]: {"quality": _r(r[metric]), "interval": [_r(r[f"{metric}_low"]), _r(r[f"{metric}_high"])]}
+                         for r in rows if r["solver"] == "none"}
     if ev.sampling_seeds > 1:
         stds = [r[f"{metric}_seed_std"] for r in fixed if r.get(f"{metric}_seed_std") is not None]
-        metrics[f"{metric}_max_seed_std"] = _r(max(stds)) if stds else None
+        metrics["max_seed_std"] = _r(max(stds)) if stds else None
     return Summary(metrics, speedups)
 
 
@@ -527,12 +503,11 @@ def verdict_lines(metrics: dict[str, Any], rows: list[dict[str, Any]], latent_ro
     out += [f"| {s['solver']} | {s['reference']} (NFE {_fmt(s['reference_nfe'])}, {metric} "
             f"{_fmt(s['reference_quality'])}) | {s['speedup_text']} | {s['wallclock_text']} |" for s in speedups]
     out.append("")
-    for key, value in metrics.items():
-        if key.startswith("ledi_cheapest_beats_baseline_best_"):
-            out.append(f"- {key.removeprefix('ledi_cheapest_beats_baseline_best_')}: {value['text']}")
-        elif key.startswith("better_"):
-            out.append(f"- better beyond the noise ({key.removeprefix('better_')}): "
-                       + ", ".join(f"NFE {n}: {who}" for n, who in value.items()))
+    for solver, comparison in metrics["solvers"].items():
+        if "cheapest_beats_best" in comparison:
+            out.append(f"- {solver}: {comparison['cheapest_beats_best']['text']}")
+        out.append(f"- better beyond the noise ({solver}): "
+                   + ", ".join(f"NFE {n}: {who}" for n, who in comparison["better"].items()))
     if latent_rows:
         out += ["", *latent_sampler_table(latent_rows, metric, metrics["confidence"])]
         choice = metrics.get("latent_sampler", {})
@@ -556,13 +531,13 @@ def latent_sampler_table(latent_rows: list[dict[str, Any]], metric: str, confide
     """LeDiFlow's start as Markdown: one row per latent sampler setting (and the encoder-code rows), one column
     per image solver and NFE, each cell the quality with its interval and the time per image."""
     columns = list(dict.fromkeys((r["image_nfe"], r["image_solver"]) for r in latent_rows))
-    settings = list(dict.fromkeys((r["latent_solver"], r["latent_steps"]) for r in latent_rows))
+    settings = list(dict.fromkeys((r["sample_solver"], r["sample_steps"]) for r in latent_rows))
     out = [f"LeDiFlow's start: {metric} ({round(100 * confidence)}% interval) and ms per image (x0 included) at "
            "each image solver and NFE:", "",
            "| latent sampler | latent NFE | " + " | ".join(f"{s} @ {n}" for n, s in columns) + " |",
            "|---|---|" + "---|" * len(columns)]
     for solver, steps in settings:
-        cells = {r["image_nfe"]: r for r in latent_rows if (r["latent_solver"], r["latent_steps"]) == (solver, steps)}
+        cells = {r["image_nfe"]: r for r in latent_rows if (r["sample_solver"], r["sample_steps"]) == (solver, steps)}
         first = next(iter(cells.values()))
         label = f"{solver} x {steps}" + (" (shipped)" if first["configured"] else "")
         if str(solver).startswith("codes:"):

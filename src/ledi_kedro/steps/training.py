@@ -272,13 +272,17 @@ def _flow_monitor(p: FMParams, v: FMVariant, run: RunParams, cfg, meta: dict[str
                                 v.monitor_nfe, p.monitor.solver, p.monitor.batch_size, seed=run.seed)
 
 
-def train_flow(train_input: dict[str, Any], prior_model: TrainedModel, prior_codes: dict[str, Any],
-               latent_flow_model: TrainedModel, autoencoder_model: TrainedModel, quality_embedder: TrainedModel,
+def train_flow(train_input: dict[str, Any], prior_model: TrainedModel | None, prior_codes: dict[str, Any] | None,
+               latent_flow_model: TrainedModel | None, autoencoder_model: TrainedModel, quality_embedder: TrainedModel,
                test_images: dict[str, Any], p: FMParams, v: FMVariant,
                run: RunParams) -> tuple[TrainedModel, TrainResult]:
     """The image flow model from the learned prior (LeDiFlow) or from N(0, I) (baseline): same backbone,
-    schedule and budget for both variants; only x0's distribution differs. With ``fm.train.eval_every``
-    the quality is measured during training (and may stop it at its plateau)."""
+    schedule and budget for both variants; only x0's distribution differs (the baseline reads nothing of the
+    prior: pass None). With ``fm.train.eval_every`` the quality is measured during training (and may stop it
+    at its plateau)."""
+    if v.prior == "learned" and (prior_model is None or prior_codes is None or latent_flow_model is None):
+        raise ValueError(f"{v.name}: training from the learned prior needs the prior model, its codes and the "
+                         "latent sampler")
     images = train_input["images"]
     cfg = replace(p.model, in_channels=int(images.shape[1]), resolution=int(images.shape[-1]))
     train = with_run(p.train, run, offset=4)  # the same seed for both variants: same init, same batches

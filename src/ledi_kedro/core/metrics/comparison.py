@@ -85,6 +85,52 @@ def compare(ledi: Curve, baseline: Curve, reference_nfe: float | None, confidenc
     return Comparison(est, wall)
 
 
+@dataclass(frozen=True)
+class CheapestBeatsBest:
+    """LeDiFlow's point at its smallest NFE against the baseline's best point, when LeDiFlow is at least as
+    good: the matched-quality speedup is then only bounded below, and this gap is the figure to report."""
+
+    ledi_nfe: float
+    ledi_quality: float
+    baseline_nfe: float
+    baseline_quality: float
+    gap: Interval  # baseline minus LeDiFlow, paired
+    confidence: float
+
+    @property
+    def beyond_noise(self) -> bool:
+        return self.gap.low > 0
+
+    def text(self, metric: str = "fd") -> str:
+        gap = self.baseline_quality - self.ledi_quality
+        return (f"LeDiFlow at its smallest NFE ({self.ledi_nfe:g}: {metric} {self.ledi_quality:.4g}) already beats the "
+                f"baseline's best point (NFE {self.baseline_nfe:g}: {metric} {self.baseline_quality:.4g}) by {gap:.4g} "
+                f"({round(100 * self.confidence)}% CI {self.gap.low:.4g} to {self.gap.high:.4g}, "
+                f"{'beyond' if self.beyond_noise else 'within'} the noise); the matched-quality speedup is only "
+                "bounded below")
+
+
+def cheapest_beats_best(ledi: Curve, base: Curve, confidence: float = 0.95) -> CheapestBeatsBest | None:
+    """The comparison of LeDiFlow's smallest-NFE point with the baseline's best, or None when LeDiFlow is worse."""
+    j = min(range(len(base.nfe)), key=lambda i: base.quality[i])
+    if not ledi.nfe or ledi.quality[0] > base.quality[j]:
+        return None
+    gap = paired_difference(ledi.replicates[0], base.replicates[j], base.quality[j] - ledi.quality[0], confidence)
+    return CheapestBeatsBest(ledi.nfe[0], ledi.quality[0], base.nfe[j], base.quality[j], gap, confidence)
+
+
+def better_per_nfe(ledi: Curve, base: Curve, confidence: float = 0.95) -> dict[int, str]:
+    """At each NFE both curves have: ``ledi`` or ``gaussian`` when that model is better beyond the noise (the
+    paired interval of the difference excludes 0), else ``noise``."""
+    out = {}
+    for n, q, reps in zip(ledi.nfe, ledi.quality, ledi.replicates):
+        if n in base.nfe:
+            j = base.nfe.index(n)
+            diff = paired_difference(reps, base.replicates[j], base.quality[j] - q, confidence)
+            out[int(n)] = "ledi" if diff.low > 0 else "gaussian" if diff.high < 0 else "noise"
+    return out
+
+
 def paired_difference(a: Sequence[float], b: Sequence[float], point: float, confidence: float = 0.95) -> Interval:
     """Interval of ``b - a`` from paired replicates, recentred on the point difference."""
     diffs = [y - x for x, y in zip(a, b)]

@@ -6,21 +6,18 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import matplotlib
+import polars as pl
+import torch
+from matplotlib.figure import Figure  # figures without pyplot: nodes render to files, never to a window
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import polars as pl  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from ledi_kedro.core.artifacts import TrainedModel  # noqa: E402
-from ledi_kedro.core.data.tensors import as_float, image_grid  # noqa: E402
-from ledi_kedro.core.distributed import resolve_device  # noqa: E402
-from ledi_kedro.core.subsets import seeded_rows  # noqa: E402
-from ledi_kedro.params import EvaluateParams, parse  # noqa: E402
-from ledi_kedro.steps import evaluation as steps  # noqa: E402
-from ledi_kedro.steps.evaluation import FLOOR, ReferenceSet  # noqa: E402
+from ledi_kedro.core.artifacts import TrainedModel
+from ledi_kedro.core.data.tensors import as_float, image_grid
+from ledi_kedro.core.distributed import resolve_device
+from ledi_kedro.core.subsets import seeded_rows
+from ledi_kedro.core.config import from_dict
+from ledi_kedro.params import EvaluateParams, FMVariant, parse
+from ledi_kedro.steps import evaluation as steps
+from ledi_kedro.steps.evaluation import FLOOR, MODELS, ReferenceSet
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +65,7 @@ def sweep_latent_sampler(ledi_model: TrainedModel, prior_model: TrainedModel, la
     rows = steps.latent_sampler_points(ledi_model, prior_model, latent_flow_model, autoencoder_model,
                                        quality_embedder, train_model_input, test_model_input, reference_features,
                                        ev, parse("run", run))
-    schema = {"latent_solver": pl.String, "latent_steps": pl.Int64, "latent_nfe": pl.Float64, "configured": pl.Boolean,
+    schema = {"sample_solver": pl.String, "sample_steps": pl.Int64, "latent_nfe": pl.Float64, "configured": pl.Boolean,
               "image_nfe": pl.Int64, "image_solver": pl.String, ev.primary_metric: pl.Float64, "n_samples": pl.Int64,
               "ms_per_image": pl.Float64, "x0_ms_per_image": pl.Float64, "x0_fraction": pl.Float64,
               f"{ev.primary_metric}_low": pl.Float64, f"{ev.primary_metric}_high": pl.Float64,
@@ -97,29 +94,64 @@ def summarize(sweep_results: pl.DataFrame, straightness_values: dict[str, float]
     return out.metrics, pl.DataFrame(out.speedups, schema=schema)
 
 
+def plot_training_quality(ledi: pl.DataFrame, gaussian: pl.DataFrame, ledi_variant: dict,
+                          gaussian_variant: dict) -> Figure:
+    """Quality (FD, judge features) against training step for both flow models."""
+    fig = Figure(figsize=(6, 3.6), dpi=100)
+    ax = fig.subplots()
+    for frame, variant, style in ((ledi, ledi_variant, "o-"), (gaussian, gaussian_variant, "s--")):
+        v = from_dict(FMVariant, variant, "variant")
+        if frame.height:
+            ax.plot(frame["step"].to_list(), frame["quality"].to_list(), style,
+                    label=f"{'LeDiFlow' if v.prior == 'learned' else 'Gaussian'} (NFE {v.monitor_nfe})")
+    if ledi.height or gaussian.height:
+        ax.set_yscale("log")
+        ax.legend()
+    else:
+        ax.text(0.5, 0.5, "quality not monitored (fm.train.eval_every: 0)", ha="center", va="center",
+                transform=ax.transAxes)
+    ax.set_xlabel("training step")
+    ax.set_ylabel("FD (judge features)")
+    ax.set_title("quality during training")
+    fig.tight_layout()
+    return fig
+
+
 def plot_quality_vs_nfe(sweep_results: pl.DataFrame, evaluate: dict) -> Figure:
-    """Quality against NFE per solver, with each point's interval, and the sanity rows as lines."""
+    """Quality against NFE per solver, with each point's interval, and the real-vs-real floor as a band. The
+    adaptive solver's points sit at the NFE it actually spent, labelled with their tolerance. Log axes are
+    limited to the data (an interval that reaches 0 does not stretch them to 1e-14)."""
     ev = _params(evaluate)
     metric = ev.primary_metric
     solvers = [s for s in sweep_results["solver"].unique(maintain_order=True).to_list() if s != "none"]
-    fig, axes = plt.subplots(1, len(solvers), figsize=(4.5 * len(solvers), 3.6), dpi=100, squeeze=False)
-    sanity = sweep_results.filter(pl.col("solver") == "none")
+    fig = Figure(figsize=(4.5 * len(solvers), 3.6), dpi=100)
+    axes = fig.subplots(1, len(solvers), squeeze=False)
+    floor = sweep_results.filter(pl.col("model") == FLOOR)
     for ax, solver in zip(axes[0], solvers):
+        shown = []
         for model, style in (("ledi", "o-"), ("gaussian", "s--")):
             c = sweep_results.filter((pl.col("model") == model) & (pl.col("solver") == solver)).sort("nfe")
             q = c[metric].to_numpy()
             err = [q - c[f"{metric}_low"].to_numpy(), c[f"{metric}_high"].to_numpy() - q]
             ax.errorbar(c["nfe"].to_list(), q, yerr=err, fmt=style, capsize=3, ms=4,
                         label="LeDiFlow" if model == "ledi" else "Gaussian")
-        for r in sanity.iter_rows(named=True):
-            if r["model"] == FLOOR:
-                ax.axhline(r[metric], color="grey", lw=0.8, ls=":", label="real vs real (floor)")
-                ax.axhspan(r[f"{metric}_low"], r[f"{metric}_high"], color="grey", alpha=0.15, lw=0)
+            if solver == "dopri5":
+                for n, v, rtol in zip(c["nfe"], q, c["rtol"]):
+                    ax.annotate(f"rtol {rtol:g}", (n, v), textcoords="offset points", xytext=(4, 4), fontsize=7)
+            shown += [*q, *c[f"{metric}_low"].to_list(), *c[f"{metric}_high"].to_list()]
+        if floor.height:
+            r = floor.row(0, named=True)
+            ax.axhline(r[metric], color="grey", lw=0.8, ls=":", label="real vs real (floor)")
+            ax.axhspan(r[f"{metric}_low"], r[f"{metric}_high"], color="grey", alpha=0.15, lw=0)
+            shown += [r[metric], r[f"{metric}_high"]]
+        positive = [v for v in shown if v > 0]
         ax.set_xscale("log", base=2)
-        ax.set_yscale("log", nonpositive="clip")
-        ax.set_xlabel("NFE (image flow)")
+        if positive:
+            ax.set_yscale("log")
+            ax.set_ylim(min(positive) / 1.5, max(positive) * 1.5)
+        ax.set_xlabel("NFE spent (image flow)" if solver == "dopri5" else "NFE (image flow)")
         ax.set_ylabel(f"{metric} ({sweep_results['embedder'][0]}), {round(100 * ev.bootstrap.confidence)}% intervals")
-        ax.set_title(solver)
+        ax.set_title(f"{solver} (adaptive)" if solver == "dopri5" else solver)
         ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
@@ -135,14 +167,20 @@ def _grid(ax, images: torch.Tensor, title: str = "") -> None:
 
 
 def plot_sample_grids(sweep_examples: dict, evaluate: dict) -> Figure:
-    """One row per model and NFE (grid solver), ``grid_images`` samples each."""
+    """LeDiFlow (left) and the baseline (right) side by side, one row per NFE of ``grid_nfe`` that the sweep
+    has for ``grid_solver``, ``grid_images`` samples each (the same seeds in every row)."""
     ev = _params(evaluate)
-    keys = sorted(k for k in sweep_examples if k[1] == ev.grid_solver)
-    fig, axes = plt.subplots(len(keys), 1, figsize=(ev.grid_images * 0.8 + 1, 0.95 * len(keys) + 0.5), dpi=100,
-                             squeeze=False)
-    for ax, key in zip(axes[:, 0], keys):
-        model, solver, nfe = key
-        _grid(ax, sweep_examples[key][: ev.grid_images], f"{model} {solver} NFE {nfe:g}")
+    nfes = [n for n in ev.grid_nfe if all((m, ev.grid_solver, float(n)) in sweep_examples for m in MODELS)]
+    fig = Figure(figsize=(2 * (ev.grid_images * 0.8 + 0.5), 0.95 * len(nfes) + 0.6), dpi=100)
+    axes = fig.subplots(max(1, len(nfes)), 2, squeeze=False)
+    for row, n in zip(axes, nfes):
+        for ax, model in zip(row, MODELS):
+            _grid(ax, sweep_examples[(model, ev.grid_solver, float(n))][: ev.grid_images],
+                  f"{'LeDiFlow' if model == 'ledi' else 'Gaussian'}, {ev.grid_solver} NFE {n}")
+    if not nfes:
+        axes[0, 0].text(0.5, 0.5, f"no {ev.grid_solver} points at NFE {ev.grid_nfe}", ha="center", va="center")
+        for ax in axes[0]:
+            ax.set_axis_off()
     fig.tight_layout()
     return fig
 
@@ -157,13 +195,15 @@ def plot_applications(ledi_model: TrainedModel, gaussian_model: TrainedModel, pr
     ledi, gauss = s["ledi"], s["gaussian"]
     n, nfe = ev.grid_images, 2 * max(4, ev.reference_nfe // 8)
     finish = ledi.to_images
-    fig_p, ax = plt.subplots(3, 1, figsize=(n * 0.8 + 1, 3.2), dpi=100)
+    fig_p = Figure(figsize=(n * 0.8 + 1, 3.2), dpi=100)
+    ax = fig_p.subplots(3, 1)
     _grid(ax[0], finish(ledi.prior_mean(n, ev.seed)), "prior mean mu(z)")
     x0, _, _ = ledi.draw_x0(n, torch.Generator(device=device).manual_seed(ev.seed))
     _grid(ax[1], finish(x0), "prior sample x0 = mu + s sigma eps")
     _grid(ax[2], ledi.sample(n, nfe=nfe, solver="midpoint", seed=ev.seed).images, f"LeDiFlow, NFE {nfe}")
     fig_p.tight_layout()
-    fig_i, ax = plt.subplots(3, 1, figsize=(ev.interpolation_points * 0.8 + 1, 3.2), dpi=100)
+    fig_i = Figure(figsize=(ev.interpolation_points * 0.8 + 1, 3.2), dpi=100)
+    ax = fig_i.subplots(3, 1)
     k = ev.interpolation_points
     _grid(ax[0], ledi.interpolate(ev.seed, ev.seed + 1, k, space="w", nfe=nfe, solver="midpoint").images,
           "LeDiFlow: slerp in w (shared eps)")
@@ -176,7 +216,8 @@ def plot_applications(ledi_model: TrainedModel, gaussian_model: TrainedModel, pr
     known = as_float(seeded_rows(test_model_input, m, ev.seed)["images"]).to(device)
     mask = torch.zeros_like(known[:1])
     mask[..., : known.shape[-1] // 2] = 1  # left half known
-    fig_n, ax = plt.subplots(4, 1, figsize=(m * 0.8 + 1, 4.2), dpi=100)
+    fig_n = Figure(figsize=(m * 0.8 + 1, 4.2), dpi=100)
+    ax = fig_n.subplots(4, 1)
     _grid(ax[0], finish(known), "original")
     _grid(ax[1], finish(known * mask), "known (left half)")
     _grid(ax[2], ledi.inpaint(known, mask, nfe=nfe, solver="midpoint", seed=ev.seed).images, "LeDiFlow inpainting")

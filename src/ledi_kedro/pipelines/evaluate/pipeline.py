@@ -4,7 +4,7 @@ from ledi_kedro.pipelines.namespaces import reading_namespaced_outputs
 
 from .nodes import (
     embed_reference, error_bars, measure_straightness, plot_applications, plot_quality_vs_nfe, plot_sample_grids,
-    summarize, sweep_latent_sampler, sweep_quality,
+    plot_training_quality, summarize, sweep_latent_sampler, sweep_quality,
 )
 
 TRAINED = ["ledi.fm_model", "gaussian.fm_model", "prior_model", "latent_flow_model", "autoencoder_model"]
@@ -35,6 +35,8 @@ def _create_pipeline() -> Pipeline:
         Node(plot_quality_vs_nfe, ["sweep_results", "params:evaluate"], "quality_vs_nfe_plot",
              name="plot_quality_vs_nfe"),
         Node(plot_sample_grids, ["sweep_examples", "params:evaluate"], "sample_grid_plot", name="plot_sample_grids"),
+        Node(plot_training_quality, ["ledi.fm_quality_history", "gaussian.fm_quality_history", "params:ledi.variant",
+                                     "params:gaussian.variant"], "training_quality_plot", name="plot_training_quality"),
         Node(plot_applications, [*TRAINED, "test_model_input", "params:evaluate", "params:run"],
              ["prior_samples_plot", "interpolation_plot", "inpainting_plot"], name="plot_applications"),
     ])

@@ -19,6 +19,10 @@ import polars as pl
 import yaml
 
 
+# The training loss curves the report shows, in this order (each a figure named so in build_report's input).
+LOSS_CURVES = ("embedder_loss", "prior_loss", "latent_flow_loss", "fm_ledi_loss", "fm_gaussian_loss")
+
+
 @dataclass
 class Section:
     title: str
@@ -116,9 +120,9 @@ def _md(sections: list[Section], title: str) -> str:
                 head, *rows = payload
                 out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
                 out += ["| " + " | ".join(r) + " |" for r in rows] + [""]
-            elif kind == "image":
-                caption, png = payload
-                out += [f"**{caption}**", "", f"![{caption}](data:image/png;base64,{base64.b64encode(png).decode()})", ""]
+            elif kind == "image":  # the PNG beside report.md (the plot datasets write them there), not inline
+                caption, (filename, _) = payload
+                out += [f"**{caption}**", "", f"![{caption}]({filename})", ""]
             elif kind == "code":
                 out += ["```yaml", payload.rstrip(), "```", ""]
     return "\n".join(out)
@@ -140,14 +144,62 @@ def _html(sections: list[Section], title: str) -> str:
                 out.append("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>")
                 out += ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows]
                 out.append("</table>")
-            elif kind == "image":
-                caption, png = payload
+            elif kind == "image":  # inline: report.html is one self-contained file
+                caption, (_, png) = payload
                 out.append(f"<figure><img alt='{html.escape(caption)}' src='data:image/png;base64,"
                            f"{base64.b64encode(png).decode()}'><figcaption>{html.escape(caption)}</figcaption></figure>")
             elif kind == "code":
                 out.append(f"<pre>{html.escape(payload)}</pre>")
     out.append("</body></html>")
     return "\n".join(out)
+
+
+def _image(caption: str, name: str, figures: dict[str, Any]) -> tuple[str, Any]:
+    """An image block: the file ``<name>.png`` beside the report (report.md links it; every plot dataset of the
+    catalog writes data/08_reporting/<name>.png) and its bytes (report.html embeds them)."""
+    return "image", (caption, (f"{name}.png", _png(figures[name])))
+
+
+def glance(metrics: dict[str, Any], figures: dict[str, Any]) -> Section:
+    """What a reader needs first: whether the evaluation can be trusted, LeDiFlow against the baseline's best in
+    one sentence per solver, where each model stopped training, the memorisation check, and the two plots."""
+    out = Section("At a glance")
+    metric = metrics.get("primary_metric", "fd")
+    if not metrics.get("evaluation_reliable", True):
+        out.blocks.append(("text", "**EVALUATION UNRELIABLE: the speedups below are not results.** "
+                                   + " ".join(f"({i + 1}) {w}." for i, w in
+                                              enumerate(metrics.get("evaluation_warnings", [])))))
+    lines = []
+    for solver, c in metrics.get("solvers", {}).items():
+        if "cheapest_beats_best" in c:
+            lines.append(f"{solver}: {c['cheapest_beats_best']['text']}.")
+        else:
+            speed = c["speedup"]
+            lines.append(f"{solver}: matched-quality speedup against the baseline at NFE "
+                         f"{speed.get('at_reference_nfe', {}).get('text', '-')}; against its best point "
+                         f"{speed.get('vs_best_baseline', {}).get('text', '-')}.")
+    training = metrics.get("training", {})
+    if training:
+        lines.append("Training: " + "; ".join(
+            f"{name} stopped at step {s.get('steps')} ({'its quality plateau' if s.get('stop_reason') == 'plateau' else 'the step cap, still improving'})"
+            for name, s in training.items()) + ".")
+    mem = {m: v for m, v in metrics.get("memorisation", {}).items() if isinstance(v, dict)}
+    if mem:
+        lines.append("Memorisation: " + "; ".join(
+            f"{m} {100 * v['close_fraction']:.1f}% of samples nearer to a training image than 95% of held-out images "
+            "(about 5% when nothing is copied)" for m, v in mem.items()) + ".")
+    choice = metrics.get("latent_sampler", {})
+    if "configured" in choice:
+        lines.append(f"LeDiFlow's latent sampler: {choice['configured']} ({metric} {_fmt(choice['configured_quality'])} "
+                     f"at image NFE {choice['image_nfe']}; best setting {choice['best']}, "
+                     f"{_fmt(choice['best_quality'])}; from encoder codes of held-out images "
+                     f"{_fmt(choice.get('held_out_codes_quality'))}).")
+    out.blocks += [("text", line) for line in lines]
+    for name, caption in (("quality_vs_nfe", f"{metric} against NFE (lower is better)"),
+                          ("sample_grid", "samples: LeDiFlow and the baseline side by side")):
+        if name in figures:
+            out.blocks.append(_image(caption, name, figures))
+    return out
 
 
 def _judge_text(m: dict[str, Any]) -> str:
@@ -169,12 +221,8 @@ def build_report(evaluation_metrics: dict, sweep_results: pl.DataFrame, speedup_
     title = report.get("title", "LeDiFlow run report")
     metric = evaluation_metrics.get("primary_metric", "fd")
     conf = round(100 * evaluation_metrics.get("confidence", 0.95))
-    sections: list[Section] = []
+    sections: list[Section] = [glance(evaluation_metrics, figures)]
     head = Section("Summary")
-    if not evaluation_metrics.get("evaluation_reliable", True):
-        head.blocks.append(("text", "**EVALUATION UNRELIABLE: the speedups below are not results.** "
-                                    + " ".join(f"({i + 1}) {w}." for i, w in
-                                               enumerate(evaluation_metrics.get("evaluation_warnings", [])))))
     coverage = evaluation_metrics.get("subset_coverage", {})
     ref_cov, rvr_cov = coverage.get("reference", {}), coverage.get("real_vs_real", {})
     head.blocks.append(("text", f"Generated {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}. Space: "
@@ -194,18 +242,13 @@ def build_report(evaluation_metrics: dict, sweep_results: pl.DataFrame, speedup_
                                 "grid's smallest NFE: only a lower bound. 'not reached' means it never did. The "
                                 "wall-clock speedup compares seconds per image at matched quality, LeDiFlow's cost of "
                                 "drawing x0 (latent sampler and prior decoder) included and shown separately."))
-    better = [["solver"] + sorted({n for k, v in evaluation_metrics.items() if k.startswith("better_") for n in v},
-                                  key=int)]
-    for k, v in evaluation_metrics.items():
-        if k.startswith("better_"):
-            better.append([k.removeprefix("better_")] + [v.get(n, "") for n in better[0][1:]])
-    if len(better) > 1:
+    solvers = evaluation_metrics.get("solvers", {})
+    nfes = sorted({int(n) for c in solvers.values() for n in c["better"]})
+    if nfes:
         head.blocks.append(("text", "Better model at each NFE, beyond the noise (paired intervals of the difference; "
                                     "'noise': the difference is within the error bars):"))
-        head.blocks.append(("table", better))
-    for key, value in evaluation_metrics.items():
-        if key.startswith("ledi_cheapest_beats_baseline_best_"):
-            head.blocks.append(("text", f"{key.removeprefix('ledi_cheapest_beats_baseline_best_')}: {value['text']}."))
+        head.blocks.append(("table", [["solver", *map(str, nfes)]]
+                            + [[solver, *(c["better"].get(str(n), "") for n in nfes)] for solver, c in solvers.items()]))
     sections.append(head)
     curves = Section("Quality against NFE")
     rows = sweep_results.filter(pl.col("solver") != "none").with_columns(
@@ -218,9 +261,6 @@ def build_report(evaluation_metrics: dict, sweep_results: pl.DataFrame, speedup_
                                   "(judge features) to a training image than 95% of held-out images are: about 0.05 "
                                   "when nothing is copied, near 1 for copies (real_train, training images themselves, "
                                   "is the positive control)."))
-    for name in ("quality_vs_nfe", "sample_grid"):
-        if name in figures:
-            curves.blocks.append(("image", (name.replace("_", " "), _png(figures[name]))))
     if latent_sampler_sweep is not None and latent_sampler_sweep.height:
         choice = evaluation_metrics.get("latent_sampler", {})
         curves.blocks.append(("text", "LeDiFlow's start: quality at a few image NFE with the latent sampler's solver "
@@ -232,7 +272,7 @@ def build_report(evaluation_metrics: dict, sweep_results: pl.DataFrame, speedup_
                                       "(paired interval of the difference): "
                                       f"{evaluation_metrics.get('wallclock', {}).get('latent_sampler_recommended', '?')}."))
         curves.blocks.append(("table", _table(latent_sampler_sweep, [
-            "latent_solver", "latent_steps", "latent_nfe", "configured", "image_solver", "image_nfe", metric,
+            "sample_solver", "sample_steps", "latent_nfe", "configured", "image_solver", "image_nfe", metric,
             f"{metric}_low", f"{metric}_high", "ms_per_image", "x0_ms_per_image", "x0_fraction"])))
     sections.append(curves)
     sanity = Section("Sanity rows and straightness")
@@ -249,7 +289,7 @@ def build_report(evaluation_metrics: dict, sweep_results: pl.DataFrame, speedup_
     apps = Section("Prior, interpolation, inpainting")
     for name in ("prior_samples", "interpolation", "inpainting"):
         if name in figures:
-            apps.blocks.append(("image", (name.replace("_", " "), _png(figures[name]))))
+            apps.blocks.append(_image(name.replace("_", " "), name, figures))
     sections.append(apps)
     train = Section("Training")
     status = evaluation_metrics.get("training", {})
@@ -262,12 +302,12 @@ def build_report(evaluation_metrics: dict, sweep_results: pl.DataFrame, speedup_
                                  _fmt(s.get("best_quality")), str(s.get("monitor", "not monitored"))]
                                 for name, s in status.items()]))
     if "training_quality" in figures:
-        train.blocks.append(("image", ("quality vs training step", _png(figures["training_quality"]))))
+        train.blocks.append(_image("quality vs training step", "training_quality", figures))
     for name, m in training_metrics.items():
         train.blocks.append(("table", [["metric", name]] + [[k, _fmt(v)] for k, v in m.items()]))
-    for name in sorted(figures):
-        if name.endswith("_loss"):
-            train.blocks.append(("image", (f"{name.replace('_', ' ')} curve", _png(figures[name]))))
+    for name in LOSS_CURVES:
+        if name in figures:
+            train.blocks.append(_image(f"{name.replace('_', ' ')} curve", name, figures))
     sections.append(train)
     config = Section("Configuration")
     config.blocks.append(("code", yaml.safe_dump(parameters, sort_keys=True)))

@@ -15,25 +15,21 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import optuna
+import polars as pl
+from filelock import FileLock
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import optuna  # noqa: E402
-import polars as pl  # noqa: E402
-from filelock import FileLock  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from ledi_kedro.core.artifacts import TrainedModel, make_sampler  # noqa: E402
-from ledi_kedro.core.config import ConfigError, from_dict  # noqa: E402
-from ledi_kedro.core.data.tensors import as_float  # noqa: E402
-from ledi_kedro.core.distributed import resolve_device  # noqa: E402
-from ledi_kedro.core.embedders import build_embedder  # noqa: E402
-from ledi_kedro.core.evaluation import generate_and_embed  # noqa: E402
-from ledi_kedro.core.metrics import frechet_distance  # noqa: E402
-from ledi_kedro.core.subsets import seeded_rows  # noqa: E402
-from ledi_kedro.params import Dimension, TuneParams, parse, validate_all  # noqa: E402
-from ledi_kedro.training import (  # noqa: E402
+from ledi_kedro.core.artifacts import TrainedModel, make_sampler
+from ledi_kedro.core.config import ConfigError, from_dict
+from ledi_kedro.core.data.tensors import as_float
+from ledi_kedro.core.distributed import resolve_device
+from ledi_kedro.core.embedders import build_embedder
+from ledi_kedro.core.evaluation import generate_and_embed
+from ledi_kedro.core.metrics import frechet_distance
+from ledi_kedro.core.subsets import seeded_rows
+from ledi_kedro.params import Dimension, TuneParams, parse, validate_all
+from ledi_kedro.training import (
     encode_prior_codes, train_fm_model, train_latent_flow_model, train_prior_model,
 )
 
@@ -170,6 +166,9 @@ def run_study(train_model_input: dict, test_image_tensors: dict, quality_embedde
 
 
 def _plots(study: optuna.Study) -> tuple[Figure, Figure, Figure]:
+    import matplotlib
+
+    matplotlib.use("Agg")  # Optuna draws through pyplot: to files, never to a window
     from optuna.visualization import matplotlib as ovm
 
     figs = []
@@ -180,7 +179,8 @@ def _plots(study: optuna.Study) -> tuple[Figure, Figure, Figure]:
                 ax = fn(study)
             fig = (ax if not hasattr(ax, "__len__") else ax.flat[0]).figure
         except (ValueError, RuntimeError) as exc:  # e.g. importances need >= 2 completed trials
-            fig, axis = plt.subplots(figsize=(5, 2))
+            fig = Figure(figsize=(5, 2))
+            axis = fig.subplots()
             axis.text(0.5, 0.5, f"{fn.__name__}: {exc}", ha="center", va="center", wrap=True, fontsize=8)
             axis.set_axis_off()
         fig.set_size_inches(7, 4.5)
