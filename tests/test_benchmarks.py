@@ -65,8 +65,8 @@ def test_the_benchmark_streams_its_runs_and_stops_at_the_first_failure(tmp_path,
 
 
 def test_quality_benchmark_trains_the_flow_models_side_by_side(monkeypatch, tmp_path):
-    """The default on 2 cores: the shared parts, then both namespaces of train_fm at once on one core each,
-    then evaluate and report."""
+    """The default on 2 cores: what needs nothing of each other runs at once on one core each (the judge and the
+    prior; the two namespaces of train_fm), the rest on both cores."""
     monkeypatch.syspath_prepend(str(PROJECT_ROOT / "benchmarks"))
     import quality_benchmark
 
@@ -75,15 +75,17 @@ def test_quality_benchmark_trains_the_flow_models_side_by_side(monkeypatch, tmp_
     waits = []
     monkeypatch.setattr(quality_benchmark, "_wait", lambda runs: waits.append(len(runs)))
     quality_benchmark.run_pipelines(tmp_path, "cpu_benchmark", "run.seed=1", side_by_side=True)
-    assert waits == [1, 2, 1]
+    assert waits == [1, 2, 1, 2, 1]
+    one_core = "--params=run.seed=1,run.cpu_threads=1"
     assert started == [
-        (["--env=cpu_benchmark", "--pipelines=preprocess,train_embedder,train_autoencoder,train_prior,train_latent_flow",
-          "--params=run.seed=1"], "kedro_run_shared.log"),
-        (["--env=cpu_benchmark", "--pipelines=train_fm", "--namespaces=ledi", "--params=run.seed=1,run.cpu_threads=1"],
-         "kedro_run_ledi.log"),
-        (["--env=cpu_benchmark", "--pipelines=train_fm", "--namespaces=gaussian",
-          "--params=run.seed=1,run.cpu_threads=1"], "kedro_run_gaussian.log"),
-        (["--env=cpu_benchmark", "--pipelines=evaluate,report", "--params=run.seed=1"], "kedro_run_evaluate.log")]
+        (["--env=cpu_benchmark", "--pipelines=preprocess,train_autoencoder", "--params=run.seed=1"], "kedro_run_data.log"),
+        (["--env=cpu_benchmark", "--pipelines=train_embedder", one_core], "kedro_run_judge_and_prior_0.log"),
+        (["--env=cpu_benchmark", "--pipelines=train_prior", one_core], "kedro_run_judge_and_prior_1.log"),
+        (["--env=cpu_benchmark", "--pipelines=train_latent_flow", "--params=run.seed=1"], "kedro_run_latent_sampler.log"),
+        (["--env=cpu_benchmark", "--pipelines=train_fm", "--namespaces=ledi", one_core], "kedro_run_flow_models_0.log"),
+        (["--env=cpu_benchmark", "--pipelines=train_fm", "--namespaces=gaussian", one_core],
+         "kedro_run_flow_models_1.log"),
+        (["--env=cpu_benchmark", "--pipelines=evaluate,report", "--params=run.seed=1"], "kedro_run_evaluation.log")]
 
 
 @pytest.mark.slow
