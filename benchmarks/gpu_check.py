@@ -10,12 +10,18 @@
    (:func:`ledi_kedro.steps.chain.run_chain`, the steps `kedro run` runs) on the settings of
    ``conf/gpu_check`` read from the YAML files (``ledi_kedro.conf_files``), then the verdict tables:
    FD per NFE with paired 95% intervals, speedups in NFE and seconds, the latent-sampler table with the
-   encoder-code rows, and the memorisation check. Only two paths differ from `kedro run --env gpu_check`:
-   the data folder (``--data``) and a temporary checkpoint folder.
+   encoder-code rows, and the memorisation check.
+3. The same on CIFAR-10 32 px RGB in pixel space (``conf/gpu_check_cifar10``), judged by the pretrained
+   CIFAR-10 ResNet-56 (third-party weights: its figures compare across projects that use them).
 
-Data: the four Fashion-MNIST ``*.gz`` files (about 30 MB) in ``bench_data/`` (git-ignored), e.g.
-``mkdir -p bench_data && cp /usr/share/datasets/fashion-mnist/*.gz bench_data/``. Results go to
-``--out`` (default ``$OUT`` or ``benchmarks/results``) as ``gpu_check.json`` and ``gpu_check.md``.
+Only where things are differs from `kedro run --env ENV`: the data (``--data``), the judge's weights file and a
+temporary checkpoint folder (the test suite checks this). ``--only fmnist`` (or ``cifar10``) runs one part.
+
+Data, in ``bench_data/`` (git-ignored): the four Fashion-MNIST ``*.gz`` files (about 30 MB), the CIFAR-10 JPEG
+archive and the ResNet-56 weights with their license, e.g.
+``mkdir -p bench_data && cp /usr/share/datasets/fashion-mnist/*.gz ../shared/datasets/cifar10-jpg.tar.gz
+../shared/pretrained/cifar10_resnet56/* bench_data/``. Results go to ``--out`` (default ``$OUT`` or
+``benchmarks/results``) as ``gpu_check.json`` and ``gpu_check.md``, rewritten after every part.
 """
 
 from __future__ import annotations
@@ -27,8 +33,10 @@ import os
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 import gpu_benchmark  # beside this script
@@ -38,14 +46,37 @@ from ledi_kedro.core.io import atomic_write_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
 
-FLOW_ENV, SMOKE_ENV = "gpu_check", "tiny"
+SMOKE_ENV = "tiny"
+WEIGHTS_FILE = "resnet56-4bfd9763.th"  # the pretrained CIFAR-10 judge (BSD 2-clause, akamaster/pytorch_resnet_cifar10)
 
 
-def chain_parameters(env: str, data: Path, checkpoint_root: Path) -> dict:
-    """The parameters `kedro run --env ENV` would read, with the data folder and the checkpoint folder
-    replaced (nothing else: the test suite checks it against Kedro's own reader)."""
+@dataclass(frozen=True)
+class Part:
+    key: str
+    title: str
+    env: str  # the configuration environment it runs (conf/<env>)
+    data: str  # what to copy into --data: a file or a glob
+
+
+# Parts 2 and 3: the default chain on these environments' settings.
+PARTS = (
+    Part("fmnist", "Fashion-MNIST 32 px", "gpu_check", "*-idx?-ubyte.gz"),
+    Part("cifar10", "CIFAR-10 32 px RGB (pixel space), judged by the pretrained CIFAR-10 ResNet-56", "gpu_check_cifar10",
+         "cifar10-jpg.tar.gz"),
+)
+
+
+def chain_parameters(env: str, data: Path, checkpoint_root: Path, weights: Path | None = None,
+                     describe_data: dict | None = None) -> dict:
+    """The parameters `kedro run --env ENV` would read, with where things are replaced: the data (``data``), a
+    temporary checkpoint folder and the pretrained judge's file (``weights``, when the environment uses one);
+    the test suite checks that nothing else differs. ``describe_data`` (--smoke only) says what a synthetic data
+    set is (its source kind, channels, judge)."""
     params = load_parameters(ROOT / "conf", env)
-    return deep_merge(params, {"data_source": {"path": str(data)}, "run": {"checkpoint_root": str(checkpoint_root)}})
+    where = {"data_source": {"path": str(data)}, "run": {"checkpoint_root": str(checkpoint_root)}}
+    if weights is not None:
+        where["embedder"] = {"pretrained_weights": str(weights)}
+    return deep_merge(deep_merge(params, describe_data or {}), where)
 
 
 def backbone_table(smoke: bool, device: torch.device) -> tuple[list[dict], float]:
@@ -68,7 +99,7 @@ def backbone_table(smoke: bool, device: torch.device) -> tuple[list[dict], float
     return rows, peak
 
 
-def markdown(card: str, peak: float, rows: list[dict], flow_env: str, quality_lines: list[str], minutes: float) -> str:
+def markdown(card: str, peak: float, rows: list[dict], done: dict, minutes: float) -> str:
     out = [f"GPU check on **{card}** (torch {torch.__version__}), {minutes:.1f} min in all.", "",
            f"Backbone throughput (bf16, 256 tokens, batch {rows[0]['batch'] if rows else '?'}; MFU against the "
            f"measured dense bf16 matmul rate {peak:.0f} TFLOP/s):", "",
@@ -77,17 +108,20 @@ def markdown(card: str, peak: float, rows: list[dict], flow_env: str, quality_li
     for r in rows:
         out.append(f"| DiT-{r['size']} | {r['tokens']} | {'on' if r['compile'] else 'off'} | {r['img_s']:.0f} | "
                    f"{r['tflops']:.1f} | {100 * r['mfu']:.1f}% | {r['mem_gib']:.2f} | {r['sample_img_s_nfe4']:.0f} |")
-    out += ["", f"LeDiFlow vs Gaussian baseline: the default chain on conf/{flow_env}:", "", *quality_lines, ""]
-    return "\n".join(out)
+    for part, env, lines, _ in done.values():
+        out += ["", f"LeDiFlow vs Gaussian baseline, {part.title}: the default chain on conf/{env}:", "", *lines]
+    return "\n".join(out) + "\n"
 
 
-def flow_comparison(env: str, data: Path, progress=print):
-    """Part 2: the chain on ``env``'s settings; the verdict lines, a JSON-able summary and the chain's result."""
+def flow_comparison(env: str, data: Path, progress=print, weights: Path | None = None,
+                    describe_data: dict | None = None):
+    """A quality part: the chain on ``env``'s settings; the verdict lines, a JSON-able summary and the chain's
+    result."""
     from ledi_kedro.steps.chain import run_chain
     from ledi_kedro.steps.evaluation import verdict_lines
 
     with tempfile.TemporaryDirectory(prefix="gpu_check_ckpt_") as ckpt:
-        result = run_chain(chain_parameters(env, data, Path(ckpt)), progress=progress)
+        result = run_chain(chain_parameters(env, data, Path(ckpt), weights, describe_data), progress=progress)
     lines = ["Stages (min): " + ", ".join(f"{k} {v:.1f}" for k, v in result.minutes.items()), "",
              *verdict_lines(result.summary.metrics, result.rows, result.latent_rows, result.summary.speedups)]
     rows = [{k: v for k, v in r.items() if not k.endswith("_replicates")} for r in result.rows]
@@ -96,12 +130,47 @@ def flow_comparison(env: str, data: Path, progress=print):
                    "latent_rows": latent_rows, "speedups": result.summary.speedups}, result
 
 
+def _smoke_data(part: Part, folder: Path) -> tuple[Path, Path | None, dict | None]:
+    """Synthetic data for --smoke: Fashion-MNIST-shaped files, or a folder of random colour images with a
+    random ResNet-56 as the judge (conf/tiny's settings)."""
+    if part.key == "fmnist":
+        return write_random_fashion_mnist(folder, 24, 12), None, None
+    from PIL import Image
+
+    from ledi_kedro.core.models.cifar_resnet import CifarResNet
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 24), ("test", 12)):
+        for i in range(n):
+            (folder / split / f"c{i % 3}").mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(folder / split / f"c{i % 3}" / f"{i}.png")
+    torch.manual_seed(0)
+    weights = folder / WEIGHTS_FILE
+    torch.save({"state_dict": {f"module.{k}": v for k, v in CifarResNet().state_dict().items()}}, weights)
+    return folder, weights, {"data_source": {"kind": "image_folder"}, "preprocess": {"image": {"channels": 3}},
+                             "embedder": {"kind": "cifar10_resnet56"}}
+
+
+def _real_data(part: Part, folder: Path) -> tuple[Path, Path | None, None]:
+    found = sorted(folder.glob(part.data))
+    if not found:
+        sys.exit(f"gpu_check: no {part.data} in {folder}: copy it there (see this script's docstring)")
+    if part.key == "fmnist":
+        return folder.resolve(), None, None
+    weights = folder / WEIGHTS_FILE
+    if not weights.is_file():
+        sys.exit(f"gpu_check: no {WEIGHTS_FILE} in {folder}: copy ../shared/pretrained/cifar10_resnet56/{WEIGHTS_FILE} "
+                 "there (and keep its LICENSE with it)")
+    return found[0].resolve(), weights.resolve(), None
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--smoke", action="store_true", help="tiny CPU run of the same code path")
-    ap.add_argument("--data", type=Path, default=ROOT / "bench_data", help="folder with the Fashion-MNIST *.gz files")
+    ap.add_argument("--data", type=Path, default=ROOT / "bench_data", help="folder with the data sets (see above)")
     ap.add_argument("--out", type=Path, default=Path(os.environ.get("OUT") or ROOT / "benchmarks/results"))
     ap.add_argument("--skip-quality", action="store_true", help="only the backbone table")
+    ap.add_argument("--only", default=",".join(p.key for p in PARTS), help="quality parts to run: fmnist,cifar10")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
     start = time.perf_counter()
@@ -111,36 +180,33 @@ def main(argv: list[str] | None = None) -> None:
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
     card = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU (smoke)"
+    parts = [] if args.skip_quality else [p for p in PARTS if p.key in args.only.split(",")]
     print(f"gpu_check on {card}; torch {torch.__version__}", flush=True)
-    print("1/2 backbone throughput", flush=True)
+    print(f"1/{1 + len(parts)} backbone throughput", flush=True)
     rows, peak = backbone_table(args.smoke, device)
-    env = SMOKE_ENV if args.smoke else FLOW_ENV
-    quality_lines, quality = [], None
     args.out.mkdir(parents=True, exist_ok=True)
-    # Written now too, so that a run cut off in part 2 still leaves the backbone table.
-    _write(args.out, card, peak, rows, env, quality_lines, None, (time.perf_counter() - start) / 60)
-    if not args.skip_quality:
-        print(f"2/2 LeDiFlow vs Gaussian: the default chain on conf/{env}", flush=True)
+    done: dict[str, tuple[Part, str, list[str], dict]] = {}
+    # Written after every part, so that a run cut off later still leaves what is done.
+    _write(args.out, card, peak, rows, done, (time.perf_counter() - start) / 60)
+    for i, part in enumerate(parts, 2):
+        env = SMOKE_ENV if args.smoke else part.env
+        print(f"{i}/{1 + len(parts)} LeDiFlow vs Gaussian, {part.title}: the default chain on conf/{env}", flush=True)
         if args.smoke:
-            data = write_random_fashion_mnist(Path(tempfile.mkdtemp(prefix="gpu_check_data_")), 24, 12)
-        elif not any(args.data.glob("*-images-idx3-ubyte.gz")):
-            sys.exit(f"gpu_check: no Fashion-MNIST files in {args.data}: copy the four *.gz files there "
-                     "(see this script's docstring)")
+            data, weights, describe = _smoke_data(part, Path(tempfile.mkdtemp(prefix=f"gpu_check_{part.key}_")))
         else:
-            data = args.data.resolve()
-        quality_lines, quality, _ = flow_comparison(env, data, progress=lambda m: print(f"  {m}", flush=True))
-    md = _write(args.out, card, peak, rows, env, quality_lines, quality, (time.perf_counter() - start) / 60)
-    print(md, flush=True)
+            (data, weights, describe) = _real_data(part, args.data)
+        lines, summary, _ = flow_comparison(env, data, lambda m: print(f"  {m}", flush=True), weights, describe)
+        done[part.key] = (part, env, lines, summary)
+        _write(args.out, card, peak, rows, done, (time.perf_counter() - start) / 60)
+    print(markdown(card, peak, rows, done, (time.perf_counter() - start) / 60), flush=True)
 
 
-def _write(out: Path, card: str, peak: float, rows: list[dict], env: str, quality_lines: list[str],
-           quality: dict | None, minutes: float) -> str:
-    md = markdown(card, peak, rows, env, quality_lines, minutes)
-    atomic_write_bytes(out / "gpu_check.md", md.encode())  # rewritten after each part: never half a file
+def _write(out: Path, card: str, peak: float, rows: list[dict], done: dict, minutes: float) -> None:
+    atomic_write_bytes(out / "gpu_check.md", markdown(card, peak, rows, done, minutes).encode())
     atomic_write_bytes(out / "gpu_check.json", json.dumps(
         {"card": card, "torch": torch.__version__, "minutes": minutes, "matmul_peak_tflops": peak,
-         "backbone": rows, "quality": quality}, indent=2, default=str).encode())
-    return md
+         "backbone": rows, "quality": {key: summary for key, (_, _, _, summary) in done.items()}},
+        indent=2, default=str).encode())
 
 
 if __name__ == "__main__":

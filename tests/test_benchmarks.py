@@ -95,10 +95,13 @@ def test_gpu_check_smoke(tmp_path):
                           capture_output=True, text=True, timeout=600, env=env)
     ok(proc)
     md = (tmp_path / "gpu_check.md").read_text()
-    assert "| DiT-T | 16 | off |" in md and "the default chain on conf/tiny" in md
-    assert md.count("| at_reference_nfe (NFE 4") == 2 and "| encoder codes of training images | 0 |" in md
+    assert "| DiT-T | 16 | off |" in md and md.count("the default chain on conf/tiny") == 2
+    assert "Fashion-MNIST 32 px" in md and "CIFAR-10 32 px RGB" in md
+    assert md.count("| at_reference_nfe (NFE 4") == 4 and md.count("| encoder codes of training images | 0 |") == 2
     data = json.loads((tmp_path / "gpu_check.json").read_text())
-    assert data["backbone"][0]["img_s"] > 0 and data["quality"]["metrics"]["training"]["gaussian"]["steps"] == 4
-    assert set(data["quality"]["minutes"]) == {"preprocess", "train_embedder", "train_autoencoder", "train_prior",
-                                                "train_latent_flow", "train_fm", "evaluate"}
-    # (tests/test_one_chain.py checks that part 2's chain trains what `kedro run` trains)
+    assert data["backbone"][0]["img_s"] > 0 and set(data["quality"]) == {"fmnist", "cifar10"}
+    cifar = data["quality"]["cifar10"]["metrics"]
+    assert cifar["embedder"]["embedder"] == "pretrained:cifar10_resnet56" and cifar["training"]["gaussian"]["steps"] == 4
+    assert set(data["quality"]["fmnist"]["minutes"]) == {"preprocess", "train_embedder", "train_autoencoder",
+                                                         "train_prior", "train_latent_flow", "train_fm", "evaluate"}
+    # (tests/test_one_chain.py checks that these parts' chain trains what `kedro run` trains)

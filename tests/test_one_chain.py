@@ -47,18 +47,23 @@ def test_the_conf_reader_names_what_is_wrong(tmp_path):
     assert load_parameters(tmp_path, "local") == {"run": {"seed": 0}, "fm": {"steps": 3}}  # no conf/local: base
 
 
-def test_the_gpu_check_runs_conf_gpu_check(monkeypatch):
+@pytest.mark.parametrize("env", ["gpu_check", "gpu_check_cifar10"])
+def test_the_gpu_check_runs_its_environments_settings(monkeypatch, env):
+    """Only where things are differs from Kedro's reading of the environment: the data, the checkpoint folder and
+    (for the CIFAR-10 part) the judge's weights file."""
     monkeypatch.syspath_prepend(str(PROJECT_ROOT / "benchmarks"))
     import gpu_check
 
-    params = gpu_check.chain_parameters("gpu_check", Path("/data/fmnist"), Path("/tmp/ck"))
-    kedro = kedro_parameters(PROJECT_ROOT / "conf", "gpu_check")
-    assert params["data_source"] == kedro["data_source"] | {"path": "/data/fmnist"}
-    assert params["run"] == kedro["run"] | {"checkpoint_root": "/tmp/ck"}
-    assert {k: v for k, v in params.items() if k not in ("data_source", "run")} == {
-        k: v for k, v in kedro.items() if k not in ("data_source", "run")}
-    assert params["fm"]["model"] == kedro["fm"]["model"] == {**load_parameters(PROJECT_ROOT / "conf", None)["fm"]["model"],
-                                                             "size": "XS", "patch_size": 2}
+    assert {p.env for p in gpu_check.PARTS} == {"gpu_check", "gpu_check_cifar10"}
+    params = gpu_check.chain_parameters(env, Path("/data/x"), Path("/tmp/ck"), Path("/w/r.th"))
+    kedro = kedro_parameters(PROJECT_ROOT / "conf", env)
+    where = {("data_source", "path"): "/data/x", ("run", "checkpoint_root"): "/tmp/ck",
+             ("embedder", "pretrained_weights"): "/w/r.th"}
+    for (section, key), value in where.items():
+        assert params[section].pop(key) == value
+        kedro[section].pop(key)
+    assert params == kedro
+    assert params["fm"]["model"]["size"] == "XS" and params["fm"]["model"]["patch_size"] == 2
 
 
 @pytest.mark.slow
@@ -70,7 +75,7 @@ def test_the_gpu_checks_chain_trains_what_kedro_run_trains(tiny_trained_project,
     import gpu_check
 
     data = Path(load_parameters(tiny_trained_project / "conf", "local")["data_source"]["path"])
-    lines, summary, result = gpu_check.flow_comparison("tiny", data, progress=lambda m: None)
+    lines, summary, result = gpu_check.flow_comparison("tiny", data, lambda m: None)
     models = tiny_trained_project / "data" / "06_models"
     for name, folder in (("judge", "quality_embedder"), ("prior", "prior"), ("latent_flow", "latent_flow"),
                          ("ledi", "fm_ledi"), ("gaussian", "fm_gaussian")):

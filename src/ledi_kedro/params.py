@@ -89,7 +89,9 @@ class AugmentParams:
 class EmbedderParams:
     """The quality judge (``embedder:``), trained once per data set."""
 
-    kind: Literal["domain", "clip", "inception"]
+    kind: Literal["domain", "clip", "inception", "cifar10_resnet56"]
+    pretrained_weights: str  # the CIFAR-10 ResNet-56 judge's file (kind cifar10_resnet56; unlabeled colour data)
+    min_pretrained_accuracy: float  # that judge must classify at least this share of a CIFAR-10 test split
     clip_model: str
     clip_weights: str  # a local checkpoint file, a tag already in the hub cache, or "random"
     clip_image_size: int | None  # override the model's input size (tests use tiny random models)
@@ -97,6 +99,10 @@ class EmbedderParams:
     model: ClassifierConfig  # the domain classifier (width and size of its embedding)
     augment: AugmentParams
     train: TrainConfig
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.min_pretrained_accuracy <= 1.0:
+            raise ValueError(f"min_pretrained_accuracy must be in [0, 1], got {self.min_pretrained_accuracy}")
 
 
 @dataclass(frozen=True)

@@ -31,9 +31,9 @@ MODEL_KINDS: dict[str, tuple[type[nn.Module], type]] = {
     "autoencoder": (KLAutoencoder, AutoencoderConfig),
     "classifier": (DomainClassifier, ClassifierConfig),
 }
-# Kinds without weights of their own (four): pixel space (no autoencoder), a pretrained diffusers VAE,
-# and the CLIP and Inception embedders (their weights stay where the user keeps them).
-WEIGHTLESS_KINDS = ("identity", "diffusers_autoencoder", "clip", "inception")
+# Kinds without weights of their own: pixel space (no autoencoder), a pretrained diffusers VAE, and the CLIP,
+# Inception and CIFAR-10 ResNet-56 judges (their weights stay where the user keeps them).
+WEIGHTLESS_KINDS = ("identity", "diffusers_autoencoder", "clip", "inception", "cifar10_resnet56")
 
 
 @dataclass

@@ -6,7 +6,8 @@
 * :class:`InceptionEmbedder`: the 2048-d pool features of the FID Inception-v3 (pytorch-fid's port
   of the TensorFlow graph that published FIDs use), from a local file or the torch hub cache.
 * :class:`DomainEmbedder`: features of a model trained on the data set itself (a classifier's
-  penultimate layer, or an autoencoder's bottleneck for unlabeled data).
+  penultimate layer, or an autoencoder's bottleneck for unlabeled data), or of a third-party classifier
+  (the CIFAR-10 ResNet-56, ``pretrained:cifar10_resnet56``: 64-d pooled features of images resized to 32 px).
 
 :func:`build_embedder` turns a ``quality_embedder`` record (:class:`~.registry.TrainedModel`) into one.
 """
@@ -120,10 +121,11 @@ class DomainEmbedder:
     """Features of a project-trained network: ``features(x)`` of a classifier, or the flattened
     posterior mean of an autoencoder."""
 
-    def __init__(self, module: nn.Module, kind: str, device: str | torch.device = "cpu", batch_size: int = 256):
+    def __init__(self, module: nn.Module, kind: str, device: str | torch.device = "cpu", batch_size: int = 256,
+                 name: str | None = None):
         self.module = module.eval().to(device)
         self.kind, self.device, self.batch_size = kind, torch.device(device), batch_size
-        self.name = f"domain:{kind}"
+        self.name = name or f"domain:{kind}"
 
     def _embed(self, x: torch.Tensor) -> torch.Tensor:
         if self.kind == "classifier":
@@ -203,4 +205,18 @@ def build_embedder(record: "TrainedModel", device: str | torch.device = "cpu") -
         return InceptionEmbedder(record.config["weights"], device)
     if record.kind in ("classifier", "autoencoder"):
         return DomainEmbedder(record.inference, record.kind, device)
-    raise ValueError(f"a {record.kind!r} model is not a quality embedder (clip, inception, classifier, autoencoder)")
+    if record.kind == PRETRAINED_JUDGE:
+        return DomainEmbedder(pretrained_judge(record.config["weights"]), "classifier", device, name=PRETRAINED_NAME)
+    raise ValueError(f"a {record.kind!r} model is not a quality embedder (clip, inception, classifier, autoencoder, "
+                     f"{PRETRAINED_JUDGE})")
+
+
+PRETRAINED_JUDGE = "cifar10_resnet56"  # the record kind (embedder.kind) of the third-party CIFAR-10 judge
+PRETRAINED_NAME = "pretrained:cifar10_resnet56"
+
+
+def pretrained_judge(weights: str | Path) -> nn.Module:
+    """The CIFAR-10 ResNet-56 judge behind the project's images (see :mod:`.models.cifar_resnet`)."""
+    from .models.cifar_resnet import ImageJudge, load_cifar_resnet
+
+    return ImageJudge(load_cifar_resnet(weights))

@@ -24,7 +24,9 @@ from ledi_kedro.core.artifacts import (
 from ledi_kedro.core.checkpoint import CheckpointError
 from ledi_kedro.core.data.tensors import as_float
 from ledi_kedro.core.distributed import barrier, dist_info, resolve_device
-from ledi_kedro.core.embedders import ClipEmbedder, InceptionEmbedder, build_embedder
+from ledi_kedro.core.embedders import (
+    PRETRAINED_JUDGE, PRETRAINED_NAME, ClipEmbedder, InceptionEmbedder, build_embedder, pretrained_judge,
+)
 from ledi_kedro.core.encoding import encode_latents, encode_moments, fit_latent_scale
 from ledi_kedro.core.evaluation import flow_quality_monitor, latent_quality_monitor
 from ledi_kedro.core.metrics.model_quality import classifier_accuracy, prior_metrics, reconstruction_psnr
@@ -43,6 +45,9 @@ log = logging.getLogger(__name__)
 
 UNLABELED_NOTE = ("no labels: the judge is an autoencoder bottleneck; its figures compare models on this data set "
                   "only, never with other data sets or published numbers")
+PRETRAINED_NOTE = ("a judge no model of this project shaped: third-party CIFAR-10 weights; its figures compare "
+                   "across projects that use the same weights (on the same data), unlike a trained judge's")
+CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 
 def run_training(name: str, make_model: Callable[[], nn.Module], loss_fn: LossFn, data: dict[str, torch.Tensor],
@@ -87,10 +92,16 @@ def train_judge(train_images: dict[str, Any], test_images: dict[str, Any], emb: 
         InceptionEmbedder(emb.inception_weights, device)
         return (TrainedModel("inception", {"weights": emb.inception_weights}, None, None, {}),
                 {"embedder": "inception:fid"}, None)
+    if emb.kind == "cifar10_resnet56":
+        return _pretrained_judge(test_images, emb, device, "embedder.kind is cifar10_resnet56")
     images, labels = train_images["images"], train_images["labels"]
     channels, res = int(images.shape[1]), int(images.shape[-1])
     train = with_run(emb.train, run, offset=5)
     n_classes = int(labels.max()) + 1 if labels.numel() and int(labels.min()) >= 0 else 0
+    if n_classes < 2 and channels == 3 and Path(emb.pretrained_weights).expanduser().is_file():
+        return _pretrained_judge(test_images, emb, device, "no labels to train a classifier on, and colour images: "
+                                 "the pretrained CIFAR-10 ResNet-56 separates noise from data far better than an "
+                                 "autoencoder bottleneck")
     if n_classes >= 2:
         cfg = replace(emb.model, in_channels=channels, resolution=res, num_classes=n_classes)
         result = run_training("quality_embedder", lambda: DomainClassifier(cfg),
@@ -105,13 +116,40 @@ def train_judge(train_images: dict[str, Any], test_images: dict[str, Any], emb: 
                    "n_train": int(len(images)), "n_classes": n_classes, "steps": result.steps,
                    "train_seconds": round(result.seconds, 1)}
         return TrainedModel("classifier", cfg, result.model, result.ema, {}), metrics, result
+    why = (f"no labels and {channels}-channel images: an autoencoder bottleneck (the pretrained judge takes "
+           "colour images)" if channels != 3 else
+           f"no labels and no pretrained judge at embedder.pretrained_weights={emb.pretrained_weights}: an "
+           "autoencoder bottleneck")
     cfg = AutoencoderConfig(in_channels=channels, latent_channels=4, base_channels=emb.model.width, levels=2)
     result = run_training("quality_embedder", lambda: KLAutoencoder(cfg), autoencoder_loss(1e-6),
                           {"images": images}, train, run, cfg.to_dict())
-    log.warning("quality judge: %s", UNLABELED_NOTE)
-    metrics = {"embedder": "domain:autoencoder", "note": UNLABELED_NOTE, "n_train": int(len(images)),
+    log.warning("quality judge: %s; %s", why, UNLABELED_NOTE)
+    metrics = {"embedder": "domain:autoencoder", "why": why, "note": UNLABELED_NOTE, "n_train": int(len(images)),
                "steps": result.steps, "train_seconds": round(result.seconds, 1)}
     return TrainedModel("autoencoder", cfg, result.model, result.ema, {}), metrics, result
+
+
+def _pretrained_judge(test_images: dict[str, Any], emb: EmbedderParams, device: torch.device,
+                      why: str) -> tuple[TrainedModel, dict[str, Any], None]:
+    """The CIFAR-10 ResNet-56 judge's record, checked: on a CIFAR-10 test split (its ten class names) it must
+    classify at least ``min_pretrained_accuracy`` of the images, or the run stops before anything is trained."""
+    judge = pretrained_judge(emb.pretrained_weights)  # a missing or wrong file fails here, naming it
+    metrics: dict[str, Any] = {"embedder": PRETRAINED_NAME, "weights": str(emb.pretrained_weights), "why": why,
+                               "note": PRETRAINED_NOTE}
+    names = test_images.get("__metadata__", {}).get("class_names")
+    if names == CIFAR10_CLASSES:
+        acc = classifier_accuracy(judge, test_images["images"], test_images["labels"], device)
+        metrics |= {"test_accuracy": round(acc, 5), "n_test": int(len(test_images["images"]))}
+        log.info("quality judge (pretrained CIFAR-10 ResNet-56): test accuracy %.4f on %d images", acc,
+                 metrics["n_test"])
+        if acc < emb.min_pretrained_accuracy:
+            raise ValueError(
+                f"the pretrained judge {emb.pretrained_weights} classifies {acc:.3f} of the {metrics['n_test']} "
+                f"CIFAR-10 test images correctly, below embedder.min_pretrained_accuracy="
+                f"{emb.min_pretrained_accuracy}: wrong weights, or the images are not what it was trained on")
+    else:
+        log.info("quality judge (pretrained CIFAR-10 ResNet-56): %s; its accuracy is checked on CIFAR-10 only", why)
+    return TrainedModel(PRETRAINED_JUDGE, {"weights": str(emb.pretrained_weights)}, None, None, {}), metrics, None
 
 
 # ---------------------------------------------------------------- latent space
