@@ -32,6 +32,8 @@ def evaluated(tmp_path_factory):
     catalog = DataCatalog({"parameters": MemoryDataset(params)})
     for key, value in params.items():
         catalog[f"params:{key}"] = MemoryDataset(value)
+    for ns in ("ledi", "gaussian"):  # the training-quality plot reads both variants
+        catalog[f"params:{ns}.variant"] = MemoryDataset(params[ns]["variant"])
     catalog["train_image_tensors"] = MemoryDataset(image_split(32, 0), copy_mode="assign")
     catalog["test_image_tensors"] = MemoryDataset(image_split(16, 1), copy_mode="assign")
     for name, value in trained.items():
@@ -142,7 +144,7 @@ def test_report_opens_with_the_verdict_links_its_images_and_the_html_is_self_con
     assert "euler:" in glance and "midpoint:" in glance and "Training: ledi stopped at step" in glance
     assert "![fd against NFE (lower is better)](quality_vs_nfe.png)" in glance and "(sample_grid.png)" in glance
     assert "data:image/png;base64," not in md and len(md.encode()) < 100_000  # images are the files beside it
-    assert "(prior_loss.png)" in md and "(fm_gaussian_loss.png)" in md
+    assert "(prior_loss.png)" in md and "(fm_gaussian_loss.png)" in md and "(training_quality.png)" in md
     assert html.startswith("<!doctype html>") and "<table>" in html
     assert html.count("data:image/png;base64,") == md.count("](") - md.count("](http")  # every image, inline
 
