@@ -55,7 +55,7 @@ def test_the_benchmark_streams_its_runs_and_stops_at_the_first_failure(tmp_path,
                                     "good.log")
     quality_benchmark._wait([good])
     shown = capsys.readouterr().out
-    assert "x ledi_kedro: step 1" in shown and "noise" not in shown and "OMP_WAIT_POLICY=" in shown
+    assert "x ledi_kedro: step 1" in shown and "\nnoise\n" not in shown and "OMP_WAIT_POLICY=" in shown
     assert (tmp_path / "good.log").read_text() == "x ledi_kedro: step 1\nnoise\n"
     slow = quality_benchmark._start([sys.executable, "-c", "import time; time.sleep(60)"], tmp_path, "slow.log")
     bad = quality_benchmark._start([sys.executable, "-c", "import sys; sys.exit(3)"], tmp_path, "bad.log")

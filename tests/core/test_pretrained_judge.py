@@ -101,10 +101,14 @@ def test_the_real_judge_passes_its_accuracy_check_and_tells_noise_from_data(tmp_
     assert metrics["n_test"] == 1000 and metrics["test_accuracy"] >= 0.80, metrics
     embed = build_embedder(record)
     real = test["images"].float() / 127.5 - 1
-    halves = embed(real[:500]), embed(real[500:])
-    floor = frechet_distance(halves[0], halves[1])
-    noise = frechet_distance(embed(torch.randn(500, 3, 32, 32, generator=torch.Generator().manual_seed(0))), halves[1])
-    assert noise >= 10 * floor, (noise, floor)
+    # the sample comes in the archive's class order: halves of a seeded permutation, so both hold every class
+    features = embed(real[torch.randperm(1000, generator=torch.Generator().manual_seed(0))])
+    floor = frechet_distance(features[:500], features[500:])
+    noise = frechet_distance(embed(torch.randn(500, 3, 32, 32, generator=torch.Generator().manual_seed(0))),
+                             features[500:])
+    assert noise >= 10 * floor, (noise, floor)  # seen: 59 vs 0.55
     strict = judge_params(WEIGHTS, kind="cifar10_resnet56", min_pretrained_accuracy=0.99)
+    keep = seeded_indices(1000, 200, seed=1)
+    few = {"images": test["images"][keep], "labels": test["labels"][keep], "__metadata__": test["__metadata__"]}
     with pytest.raises(ValueError, match="below embedder.min_pretrained_accuracy=0.99"):
-        train_judge({}, test, strict, run)
+        train_judge({}, few, strict, run)
