@@ -26,8 +26,6 @@ def test_two_queued_experiments_run_in_parallel_with_their_own_checkpoints(tiny_
                 f"conf/base/parameters_train_fm.yml:fm.prior_noise_scale={scale}", "train_fm_ledi"], project))
     log = ok(run(["dvc", "exp", "run", "--run-all", "--jobs", "2"], project))  # 2 queue workers; returns when done
     assert log.count("Running stage 'train_fm_ledi'") == log.count("Running stage") == 2, log  # the rest is committed
-    status = ok(run(["dvc", "queue", "status"], project))
-    assert status.count("Success") == 2, status
     shown = json.loads(ok(run(["dvc", "exp", "show", "--json", "--no-fetch"], project)))
     experiments = {}
     for rev in shown:

@@ -10,7 +10,7 @@ from kedro.runner import SequentialRunner
 
 from ledi_kedro.core.embedders import ClipEmbedder, ClipWeightsUnavailable, InceptionEmbedder, InceptionWeightsUnavailable
 from ledi_kedro.pipelines import evaluate, report
-from tests.conftest import deep_merge
+from tests.conftest import built_once, deep_merge
 from tests.test_preprocess_pipeline import KeptDataset
 from tests.test_training_pipelines import image_split, run_chain, tiny_params
 
@@ -22,9 +22,12 @@ TINY_EVAL = {
 }
 
 
-@pytest.fixture(scope="module")
-def evaluated(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("eval")
+TESTED_OUTPUTS = ("sweep_results", "evaluation_metrics", "speedup_table", "straightness", "latent_sampler_sweep",
+                  "report_markdown", "report_html")
+
+
+def evaluate_tiny_chain(tmp) -> dict:
+    tmp.mkdir(parents=True, exist_ok=True)
     trained = run_chain(tmp)
     params = deep_merge(tiny_params(tmp), {"evaluate": TINY_EVAL,
                                            "report": {"title": "tiny", "hash_paths": [str(tmp / "h.bin"), str(tmp / "nope")]}})
@@ -39,15 +42,20 @@ def evaluated(tmp_path_factory):
     for name, value in trained.items():
         catalog[name] = MemoryDataset(value, copy_mode="assign")
     pipe = evaluate.create_pipeline() + report.create_pipeline()
-    for name in pipe.outputs() | {"sweep_results", "evaluation_metrics", "speedup_table", "straightness",
-                                  "latent_sampler_sweep"}:
+    for name in pipe.outputs() | set(TESTED_OUTPUTS):
         catalog[name] = KeptDataset(copy_mode="assign")
     SequentialRunner().run(pipe, catalog)
-    return catalog
+    return {name: catalog.load(name) for name in TESTED_OUTPUTS}
+
+
+@pytest.fixture(scope="session")
+def evaluated(request, tmp_path_factory) -> dict:
+    """The tiny chain trained, evaluated and reported on an in-memory catalog: what evaluate and report output."""
+    return built_once(request, tmp_path_factory, "evaluated", evaluate_tiny_chain)
 
 
 def test_sweep_table(evaluated):
-    table = evaluated.load("sweep_results")
+    table = evaluated["sweep_results"]
     assert isinstance(table, pl.DataFrame)
     euler = table.filter((pl.col("model") == "ledi") & (pl.col("solver") == "euler"))
     assert euler["nfe"].to_list() == [1.0, 2.0, 4.0]
@@ -62,7 +70,7 @@ def test_sweep_table(evaluated):
 
 
 def test_every_point_has_an_interval_around_its_value(evaluated):
-    table = evaluated.load("sweep_results")
+    table = evaluated["sweep_results"]
     assert table.height == 2 * (3 + 2 + 1) + 3  # the replicates are kept for the first sampling seed's rows only
     assert (table["fd_low"] <= table["fd"]).all() and (table["fd"] <= table["fd_high"]).all()
     assert (table["fd_high"] > table["fd_low"]).all()
@@ -73,7 +81,7 @@ def test_every_point_has_an_interval_around_its_value(evaluated):
 
 
 def test_metrics_and_speedups(evaluated):
-    m = evaluated.load("evaluation_metrics")
+    m = evaluated["evaluation_metrics"]
     assert m["primary_metric"] == "fd" and m["n_samples"] == 12 and m["n_reference"] == 12
     assert isinstance(m["evaluation_reliable"], bool) and isinstance(m["evaluation_warnings"], list)
     # the tiny judge (4 steps) is far below min_judge_accuracy, so the run must say it is unreliable
@@ -91,8 +99,8 @@ def test_metrics_and_speedups(evaluated):
     assert floor["interval"][0] <= floor["quality"] <= floor["interval"][1]
     assert set(m["sanity"]) == {"real_train", "prior_x0", "gaussian_noise"}
     assert m["subset_coverage"]["reference"] == {"n": 12, "n_classes": 3}
-    assert set(evaluated.load("straightness")) == {"ledi", "gaussian"}
-    sp = evaluated.load("speedup_table")
+    assert set(evaluated["straightness"]) == {"ledi", "gaussian"}
+    sp = evaluated["speedup_table"]
     assert set(sp["reference"]) == {"at_reference_nfe", "vs_best_baseline"}
     assert set(sp["status"]) == {"unreliable"}
     assert all(t == "not reached" or "ms/image" in t for t in sp["wallclock_text"])
@@ -112,7 +120,7 @@ def test_metrics_and_speedups(evaluated):
 
 
 def test_latent_sampler_sweep(evaluated):
-    sweep = evaluated.load("latent_sampler_sweep")
+    sweep = evaluated["latent_sampler_sweep"]
     # columns: euler @ 1, midpoint @ 2 and @ 4; rows: rk4 x 1 and x 2, and the encoder codes of training images
     # and of the 4 held-out images outside the reference set
     assert sweep["image_nfe"].to_list() == [1] * 4 + [2] * 4 + [4] * 4
@@ -126,13 +134,13 @@ def test_latent_sampler_sweep(evaluated):
     assert (latent["x0_fraction"] > 0).all() and (latent["x0_fraction"] < 1).all()
     # the shipped setting's row is the sweep's LeDiFlow point itself: same sampler, seeds and images
     shipped = sweep.filter(pl.col("configured") & (pl.col("image_nfe") == 2)).row(0, named=True)
-    point = evaluated.load("sweep_results").filter(
+    point = evaluated["sweep_results"].filter(
         (pl.col("model") == "ledi") & (pl.col("solver") == "midpoint") & (pl.col("nfe") == 2)).row(0, named=True)
     assert shipped["fd"] == point["fd"]
 
 
 def test_report_opens_with_the_verdict_links_its_images_and_the_html_is_self_contained(evaluated):
-    md, html = evaluated.load("report_markdown"), evaluated.load("report_html")
+    md, html = evaluated["report_markdown"], evaluated["report_html"]
     for text in (md, html):
         assert "tiny" in text and "Quality against NFE" in text and "Provenance" in text
         assert "EVALUATION UNRELIABLE" in text and "test accuracy" in text

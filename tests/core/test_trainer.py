@@ -241,14 +241,14 @@ def test_overfits_two_images_with_flow_matching():
 
     torch.manual_seed(0)
     model = DiT(DiTConfig(in_channels=1, resolution=8, patch_size=2, size="T"))
-    cfg = TrainConfig(steps=300, batch_size=16, lr=2e-3, warmup_steps=20, ema_decay=0.99, device="cpu", log_every=100)
+    cfg = TrainConfig(steps=250, batch_size=16, lr=2e-3, warmup_steps=20, ema_decay=0.98, device="cpu", log_every=100)
     result = Trainer(model, loss, data, cfg).fit()
     from ledi_kedro.core.sampling import GaussianSampler
 
     samples = GaussianSampler(result.ema, (1, 8, 8)).sample(16, steps=20, seed=1).images
     targets = images.float() / 127.5 - 1
     dist = ((samples[:, None] - targets[None]) ** 2).mean(dim=(2, 3, 4)).min(dim=1).values
-    assert float(dist.mean()) < 0.05, dist
+    assert float(dist.mean()) < 0.05, dist  # seen: 0.020
 
 
 # ---------------------------------------------------------------- DDP (2 gloo processes on the CPU)
@@ -303,18 +303,14 @@ def _ddp_nan_on_rank_1(rank, out_dir):
         fh.write(outcome)
 
 
-@pytest.fixture(scope="module")
-def ddp_runs(tmp_path_factory):
-    out = tmp_path_factory.mktemp("ddp")
-    mp.spawn(_ddp_worker, args=(2, _free_port(), str(out)), nprocs=2, join=True)
-    return out
-
-
 @pytest.mark.slow
-def test_ddp_two_processes_match_one_process(ddp_runs):
+def test_ddp_two_processes_match_one_process_and_a_nan_on_one_rank_stops_both(tmp_path):
+    """One pair of spawned processes for both scenarios (a test per scenario would spawn them once per
+    pytest-xdist worker that picks one up)."""
     from safetensors.torch import load_file
 
-    out = ddp_runs / "match"
+    mp.spawn(_ddp_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    out = tmp_path / "match"
     r0, r1 = load_file(str(out / "rank0.st")), load_file(str(out / "rank1.st"))
     for k in r0:
         assert torch.equal(r0[k], r1[k]), k
@@ -324,11 +320,8 @@ def test_ddp_two_processes_match_one_process(ddp_runs):
     for k, v in single.model.state_dict().items():
         torch.testing.assert_close(r0[k], v, rtol=1e-4, atol=1e-5)
     assert [p.name for p in list_checkpoints(out / "ckpt")] == ["step_00000005", "step_00000010"]
-
-
-@pytest.mark.slow
-def test_ddp_nan_on_one_rank_stops_every_rank_without_a_bad_checkpoint(ddp_runs):
-    out = ddp_runs / "nan"
+    # rank 1's loss turns NaN at step 6: every rank stops there, and no checkpoint after step 4 is written
+    out = tmp_path / "nan"
     for rank in (0, 1):
         assert "loss became nan at step 6" in (out / f"rank{rank}.txt").read_text(), rank
     assert [p.name for p in list_checkpoints(out / "ckpt")] == ["step_00000004"]
