@@ -37,6 +37,7 @@ from pathlib import Path
 import polars as pl
 
 from ledi_kedro.core.data.idx import write_random_fashion_mnist
+from ledi_kedro.conf_files import load_parameters
 from ledi_kedro.core.io import atomic_write_bytes
 from ledi_kedro.steps.evaluation import verdict_lines
 from ledi_kedro.workspace import PROJECT_ROOT, make_workspace
@@ -122,6 +123,23 @@ def tables(workspace: Path) -> tuple[dict, list[str]]:
     return metrics, verdict_lines(metrics, rows, latent_rows, speedups)
 
 
+# Paths the configuration may give relative to the project root; the workspace is elsewhere.
+ROOT_RELATIVE = (("data_source", "path"), ("embedder", "pretrained_weights"))
+
+
+def anchored_paths(env: str, params: str | None) -> str | None:
+    """``params`` with `--params` overrides that anchor the environment's relative paths (the data, the
+    pretrained judge's weights) at the project root, unless ``params`` sets them itself."""
+    conf = load_parameters(PROJECT_ROOT / "conf", env)
+    given = {item.split("=", 1)[0].strip() for item in (params or "").split(",") if "=" in item}
+    extra = []
+    for section, key in ROOT_RELATIVE:
+        value = conf.get(section, {}).get(key)
+        if value and not Path(value).expanduser().is_absolute() and f"{section}.{key}" not in given:
+            extra.append(f"{section}.{key}={(PROJECT_ROOT / value).resolve()}")
+    return ",".join(filter(None, [*extra, params])) or None
+
+
 def smoke_data(workspace: Path) -> str:
     """Tiny Fashion-MNIST-shaped files (random pixels) for --smoke; returns their folder."""
     return str(write_random_fashion_mnist(workspace / "smoke_data", n_train=24, n_test=12).resolve())
@@ -154,7 +172,7 @@ def main(argv: list[str] | None = None) -> None:
             shutil.rmtree(workspace / "conf")
             shutil.copytree(PROJECT_ROOT / "conf", workspace / "conf", ignore=shutil.ignore_patterns("local"))
             (workspace / "conf" / "local").mkdir()
-        params = args.params
+        params = anchored_paths(env, args.params)
         if args.smoke:
             params = ",".join(filter(None, [f"data_source.path={smoke_data(workspace)}", params]))
         minutes = run_pipelines(workspace, env, params, side_by_side=not args.sequential and os.cpu_count() >= 2)

@@ -88,6 +88,21 @@ def test_quality_benchmark_trains_the_flow_models_side_by_side(monkeypatch, tmp_
         (["--env=cpu_benchmark", "--pipelines=evaluate,report", "--params=run.seed=1"], "kedro_run_evaluation.log")]
 
 
+def test_a_workspace_run_finds_the_projects_relative_paths(monkeypatch):
+    """The benchmark runs Kedro in a workspace elsewhere: the data and the judge's weights, given relative to the
+    project root, are anchored there, unless the caller's --params sets them."""
+    monkeypatch.syspath_prepend(str(PROJECT_ROOT / "benchmarks"))
+    import quality_benchmark
+
+    params = quality_benchmark.anchored_paths("cifar10_cpu", "run.seed=1").split(",")
+    assert params[-1] == "run.seed=1"
+    assert f"data_source.path={(PROJECT_ROOT / '../shared/datasets/cifar10-jpg.tar.gz').resolve()}" in params
+    weights = next(p for p in params if p.startswith("embedder.pretrained_weights="))
+    assert weights.split("=", 1)[1].startswith(str(PROJECT_ROOT.parent.resolve()))
+    mine = quality_benchmark.anchored_paths("cifar10_cpu", "data_source.path=/data/cifar.tar.gz").split(",")
+    assert [p for p in mine if p.startswith("data_source.path=")] == ["data_source.path=/data/cifar.tar.gz"]
+
+
 @pytest.mark.slow
 def test_gpu_check_smoke(tmp_path):
     env = dict(os.environ, PYTHON=sys.executable)

@@ -72,3 +72,15 @@ def test_missing_unknown_and_data_derived_keys_are_named():
 
     with pytest.raises(ConfigError, match="unknown parameter"):
         from_dict(TrainConfig, {**params["fm"]["train"], "seed": 3}, "fm.train")  # the seed comes from run.seed
+
+
+def test_the_cifar10_cpu_profile_has_the_fashion_mnist_profiles_budget():
+    """conf/cifar10_cpu compares the data sets on one chain: only the data, the channels, the judge and the
+    latent-sampler sweep's breadth may differ from conf/cpu_benchmark."""
+    fmnist, cifar = load("cpu_benchmark"), load("cifar10_cpu")
+    for section in ("run", "prior", "latent_flow", "fm", "gaussian", "ledi", "autoencoder"):
+        assert cifar[section] == fmnist[section], section
+    assert {k: v for k, v in cifar["evaluate"].items() if k != "latent_sweep"} == {
+        k: v for k, v in fmnist["evaluate"].items() if k != "latent_sweep"}
+    assert cifar["preprocess"]["image"]["resolution"] == fmnist["preprocess"]["image"]["resolution"] == 16
+    assert cifar["embedder"]["kind"] == "cifar10_resnet56" and cifar["preprocess"]["image"]["channels"] == 3

@@ -220,7 +220,7 @@ def build_report(evaluation_metrics: dict, sweep_results: pl.DataFrame, speedup_
                  latent_sampler_sweep: pl.DataFrame | None = None) -> tuple[str, str]:
     """Markdown and HTML of the same content; ``report.hash_paths`` lists the data and model files
     whose SHA-256 goes into the provenance section."""
-    title = report.get("title", "LeDiFlow run report")
+    title = report["title"]
     metric = evaluation_metrics.get("primary_metric", "fd")
     conf = round(100 * evaluation_metrics.get("confidence", 0.95))
     sections: list[Section] = [glance(evaluation_metrics, figures)]
@@ -319,7 +319,7 @@ def build_report(evaluation_metrics: dict, sweep_results: pl.DataFrame, speedup_
     prov.blocks.append(("table", [["what", "value"]] + [[k, str(v)] for k, v in info.items()]))
     locked = dvc_lock_hashes(Path.cwd() / "dvc.lock")
     hashes = [["path", "sha256", "DVC lock hash (md5)"]]
-    for p in report.get("hash_paths", []):
+    for p in report["hash_paths"]:
         path = Path(p)
         hashes.append([p, sha256_path(path) if path.exists() else "missing", locked.get(Path(p).as_posix(), "not in dvc.lock")])
     prov.blocks.append(("table", hashes))

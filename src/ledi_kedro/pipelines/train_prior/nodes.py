@@ -26,8 +26,8 @@ def evaluate_prior(prior_model: TrainedModel, test_model_input: dict[str, Any], 
     return {f"test_{k}" if k != "n_images" else "n_test_images": v for k, v in metrics.items()} | {
         "n_test_classes": class_coverage(subset["labels"])["n_classes"],
         "loss_kind": p.loss, "final_train_loss": final_loss(history), "steps": history.height,
-        "stop_reason": prior_model.meta.get("stop_reason", "step_cap"),
-        "evaluations_during_training": len(prior_model.meta.get("quality_history", []))}
+        "stop_reason": prior_model.meta["stop_reason"],
+        "evaluations_during_training": len(prior_model.meta["quality_history"])}
 
 
 def plot_prior_loss(history: pl.DataFrame):

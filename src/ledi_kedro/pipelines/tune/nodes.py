@@ -97,7 +97,7 @@ def run_study(train_model_input: dict, test_image_tensors: dict, quality_embedde
     work = storage_path.parent / "trials"
     base = {k: copy.deepcopy(parameters[k]) for k in ("run", "prior", "latent_flow", "fm", "ledi", "evaluate",
                                                       "autoencoder", "preprocess")}
-    device = resolve_device(base["run"].get("device", "auto"))
+    device = resolve_device(base["run"]["device"])
     embed = build_embedder(quality_embedder, device)
     ref = embed(as_float(scoring_set(test_image_tensors, tp)["images"]))
 
