@@ -27,7 +27,8 @@ from ledi_kedro.workspace import make_workspace
 passive_waiting()
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # one worker per core: a second intra-op thread per worker only oversubscribes the cores (measured: the
-    # suite's system time fell from 37 s to 29 s, its wall time by 10 s); subprocesses inherit it, tests that need more set their own
+    # suite's system time fell from 37 s to 29 s, its wall time by 10 s). Subprocesses inherit it; tests that
+    # need more threads set their own.
     for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(_name, "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -43,19 +44,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     the second run last), then the quick tests, which fill in evenly at the end (those of a fixture built once
     for every worker, ``built_once``, after the rest but the first). `make test` hands out
     one test at a time (`--maxschedchunk 1`), so each worker takes the next in this order."""
+    seen: set[str] = set()
+
     def group(item: pytest.Item) -> int:
         uses, slow = set(getattr(item, "fixturenames", ())), item.get_closest_marker("slow") is not None
         if RERUN in uses:
             return 2
         if slow:
             return 1 if TRAINED in uses else 0
-        if BUILT_ONCE & uses:  # the first test of each shared build starts the quick ones; the rest end them,
-            first = not BUILT_ONCE & uses & seen  # when the build is ready for the other worker too
+        if BUILT_ONCE & uses:  # the first test of a shared build runs among the quick ones, the rest at the
+            first = not BUILT_ONCE & uses & seen  # end, when the build is ready for the other worker too
             seen.update(BUILT_ONCE & uses)
             return 3 if first else 4
         return 3
-
-    seen: set[str] = set()
 
     items.sort(key=group)  # stable: pytest's order within each group
 
