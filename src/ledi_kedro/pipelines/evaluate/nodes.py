@@ -146,6 +146,10 @@ def plot_quality_vs_nfe(sweep_results: pl.DataFrame, evaluate: dict) -> Figure:
             shown += [r[metric], r[f"{metric}_high"]]
         positive = [v for v in shown if v > 0]
         ax.set_xscale("log", base=2)
+        if solver == "dopri5":  # a few points at whatever NFE the tolerance cost: ticks there, not at powers of 2
+            spent = sorted(set(sweep_results.filter(pl.col("solver") == solver)["nfe"].to_list()))
+            ax.set_xlim(min(spent) / 1.5, max(spent) * 1.5)
+            ax.set_xticks(spent, [f"{n:g}" for n in spent])
         if positive:
             ax.set_yscale("log")
             ax.set_ylim(min(positive) / 1.5, max(positive) * 1.5)
