@@ -55,7 +55,8 @@ def test_every_consumer_samples_across_all_classes(class_sorted_split):
     ref = embed_reference(judge, train, test, params["evaluate"], params["run"])
     assert ref.coverage["reference"]["n_classes"] >= 9 and ref.coverage["reference"]["n"] == n
     assert ref.coverage["real_vs_real"]["n_classes"] >= 9
-    prior = TrainedModel("prior", pc := PriorConfig(1, 8, z_dim=2, base_channels=4, bottleneck=4), PriorModel(pc), None)
+    prior = TrainedModel("prior", pc := PriorConfig(1, 8, z_dim=2, base_channels=4, bottleneck=4), PriorModel(pc), None,
+                         {"stop_reason": "step_cap", "quality_history": []})  # what training records
     metrics = evaluate_prior(prior, test, _history(), params["prior"], params["run"])
     assert metrics["n_test_images"] == n and metrics["n_test_classes"] >= 9
     scoring = scoring_set(test, parse("tune", params["tune"]))
