@@ -1,0 +1,181 @@
+"""The CIFAR-10 ablation as DVC experiments: one arm per `dvc exp run`, on the cifar10_cpu profile, through the
+project's own pipelines and DVC stages (no second copy of the chain), so that `dvc exp show` in the ablation's
+repository is the ablation table and anyone can rerun an arm.
+
+    python benchmarks/ablation.py                   # set up, run the base arm and every missing arm, print the table
+    python benchmarks/ablation.py --arms s2 s3      # only these arms (and the base)
+    python benchmarks/ablation.py --report-only     # the table of the arms run so far
+
+The arms and their hypotheses are in ``benchmarks/cifar10_ablation.yml``. The repository (default
+``benchmarks/results/cifar10_ablation``, git-ignored) is a git clone of this project's HEAD with the profile's
+settings in ``conf/local/`` (committed there, so that DVC sees them and experiments copy them), paths made
+absolute. The base arm runs the pipelines side by side as the CPU benchmark does (`kedro run`, then
+`dvc commit` records the outputs); each other arm is `dvc exp run --temp -S FILE:KEY=VALUE`, which reruns only
+the stages whose parameters changed (an arm on the prior reruns the prior, the latent sampler, LeDiFlow and the
+evaluation; the judge and the baseline come from DVC's cache). The code is the clone's (``PYTHONPATH``), so
+editing this checkout while the arms run does not change them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from ledi_kedro.core.io import atomic_write_bytes
+from ledi_kedro.workspace import PROJECT_ROOT
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from quality_benchmark import ROOT_RELATIVE, run_pipelines  # noqa: E402  (a sibling script, not a package)
+
+ARMS_FILE = PROJECT_ROOT / "benchmarks" / "cifar10_ablation.yml"
+METRICS = "data/08_reporting/metrics.json"
+NFES = ("1", "2", "4", "8", "16", "64")
+
+
+def sh(cmd: list[str], cwd: Path, log: Path | None = None) -> str:
+    """Run ``cmd`` in ``cwd``; its output (to ``log`` when given); exits with the command's tail on failure."""
+    print(f"$ (cd {cwd} && {' '.join(cmd)})", flush=True)
+    if log is None:
+        done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+        if done.returncode:
+            sys.exit(f"ablation: {' '.join(cmd)} failed:\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
+        return done.stdout
+    with log.open("w") as out:
+        rc = subprocess.run(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT).returncode
+    if rc:
+        sys.exit(f"ablation: {' '.join(cmd)} failed (exit {rc}); the end of {log}:\n{log.read_text()[-3000:]}")
+    return ""
+
+
+def profile_files(profile: str) -> dict[str, dict]:
+    """conf/local's files for ``profile``: its data source (the file dvc.yaml reads) and the rest of its
+    settings, with the project's relative paths made absolute."""
+    conf = yaml.safe_load((PROJECT_ROOT / "conf" / profile / "parameters.yml").read_text())
+    for section, key in ROOT_RELATIVE:
+        value = conf.get(section, {}).get(key)
+        if value and not Path(value).expanduser().is_absolute():
+            conf[section][key] = str((PROJECT_ROOT / value).resolve())
+    return {"parameters_data_source.yml": {"data_source": conf.pop("data_source")},
+            f"parameters_{profile}.yml": conf}
+
+
+def set_up(repo: Path, profile: str) -> None:
+    """Clone this project's HEAD into ``repo`` and commit the profile's settings in its conf/local."""
+    sh(["git", "clone", "--quiet", str(PROJECT_ROOT), str(repo)], PROJECT_ROOT)
+    sh(["git", "config", "user.name", "ledi_kedro ablation"], repo)
+    sh(["git", "config", "user.email", "ablation@localhost"], repo)
+    for name, content in profile_files(profile).items():
+        text = f"# the {profile} profile (conf/{profile}), written by benchmarks/ablation.py\n" + yaml.safe_dump(content)
+        (repo / "conf" / "local" / name).write_text(text)
+    sh(["git", "add", "-f", "conf/local"], repo)
+    sh(["git", "commit", "-q", "-m", f"ablation: the {profile} profile in conf/local"], repo)
+
+
+def run_base(repo: Path) -> None:
+    """The base arm: the pipelines side by side (as the CPU benchmark runs them), then `dvc commit`."""
+    minutes = run_pipelines(repo, "local", None, side_by_side=os.cpu_count() >= 2)
+    sh(["dvc", "commit", "-f", "-q"], repo)
+    sh(["git", "add", "-A"], repo)
+    sh(["git", "commit", "-q", "-m", f"ablation: base arm ({minutes:.1f} min)"], repo)
+
+
+def experiment_refs(repo: Path) -> dict[str, str]:
+    """Experiment name -> its git ref."""
+    out = sh(["git", "for-each-ref", "--format=%(refname)", "refs/exps"], repo)
+    return {ref.rsplit("/", 1)[-1]: ref for ref in out.split() if ref.count("/") >= 4}
+
+
+def run_arm(repo: Path, arm: dict) -> float:
+    """`dvc exp run --temp -n NAME -S ...` for one arm; minutes."""
+    sets = [f"{file}:{key}={value}" for file, pairs in arm["set"].items() for key, value in pairs.items()]
+    start = time.perf_counter()
+    sh(["dvc", "exp", "run", "--temp", "-n", arm["name"], *[a for s in sets for a in ("-S", s)]], repo,
+       log=repo / "logs" / f"{arm['name']}.log")
+    return (time.perf_counter() - start) / 60
+
+
+def fmt(value: float | None, interval: list[float] | None = None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.3g}" + (f" ({interval[0]:.3g}-{interval[1]:.3g})" if interval else "")
+
+
+def arm_summary(metrics: dict) -> dict:
+    """The figures of one arm: LeDiFlow's best point at NFE <= 4 and the baseline's best point (with their
+    intervals), and whether the first lies within the second's interval or below it."""
+    points = {m: [] for m in ("ledi", "gaussian")}
+    for solver, entry in metrics["solvers"].items():
+        for model in points:
+            for nfe, q in entry["quality"][model].items():
+                points[model].append((q, solver, int(nfe), entry["interval"][model][nfe]))
+    ledi = min(p for p in points["ledi"] if p[2] <= 4)
+    base = min(points["gaussian"])
+    verdict = "better" if ledi[3][1] < base[0] else "within" if ledi[0] <= base[3][1] else "worse"
+    return {"ledi": ledi, "baseline": base, "verdict": verdict}
+
+
+def table(repo: Path, arms: list[dict]) -> str:
+    refs = {"base": "HEAD", **experiment_refs(repo)}
+    hypotheses = {"base": "the profile as it ships", **{a["name"]: a["hypothesis"] for a in arms}}
+    lines = ["| arm | LeDiFlow best at NFE <= 4 | held-out codes @ 2 | baseline's best | LeDiFlow at NFE <= 4 vs "
+             "the baseline's best | stops (LeDiFlow / baseline) | hypothesis |", "|" + "---|" * 7]
+    grids = []
+    for name, hypothesis in hypotheses.items():
+        if name not in refs:
+            lines.append(f"| {name} | not run | | | | | {hypothesis} |")
+            continue
+        m = json.loads(sh(["git", "show", f"{refs[name]}:{METRICS}"], repo))
+        s, t, ls = arm_summary(m), m["training"], m["latent_sampler"]
+        stops = " / ".join(f"{t[k]['steps']} ({'plateau' if t[k]['stop_reason'] != 'step_cap' else 'cap'})"
+                           for k in ("ledi", "gaussian"))
+        lines.append(f"| {name} | {s['ledi'][1]} @ {s['ledi'][2]}: {fmt(s['ledi'][0], s['ledi'][3])} | "
+                     f"{fmt(ls['held_out_codes_quality'], ls['held_out_codes_interval'])} | {s['baseline'][1]} @ "
+                     f"{s['baseline'][2]}: {fmt(s['baseline'][0], s['baseline'][3])} | {s['verdict']} | {stops} | "
+                     f"{hypothesis} |")
+        grids += [f"\n{name}: FD (95% interval) by NFE", "| solver | model | " + " | ".join(NFES) + " |",
+                  "|" + "---|" * (len(NFES) + 2)]
+        for solver, entry in m["solvers"].items():
+            for model, label in (("ledi", "LeDiFlow"), ("gaussian", "baseline")):
+                q, ci = entry["quality"][model], entry["interval"][model]
+                grids.append(f"| {solver} | {label} | " + " | ".join(fmt(q.get(n), ci.get(n)) for n in NFES) + " |")
+    return "\n".join(lines + grids)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--repo", type=Path, default=PROJECT_ROOT / "benchmarks" / "results" / "cifar10_ablation")
+    ap.add_argument("--arms", nargs="*", default=None, help="arm names (default: every arm in the arms file)")
+    ap.add_argument("--report-only", action="store_true", help="only print the table of the arms run so far")
+    args = ap.parse_args()
+    spec = yaml.safe_load(ARMS_FILE.read_text())
+    arms = [a for a in spec["arms"] if args.arms is None or a["name"] in args.arms]
+    unknown = set(args.arms or []) - {a["name"] for a in spec["arms"]}
+    if unknown:
+        sys.exit(f"ablation: no arm named {', '.join(sorted(unknown))} in {ARMS_FILE}")
+    repo = args.repo.resolve()
+    os.environ.update(PYTHONPATH=str(repo / "src"), KEDRO_DISABLE_TELEMETRY="1", HF_HUB_OFFLINE="1",
+                      PATH=f"{PROJECT_ROOT / '.venv' / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    os.environ.setdefault("OMP_WAIT_POLICY", "ACTIVE")
+    if not args.report_only:
+        if not repo.exists():
+            set_up(repo, spec["profile"])
+        (repo / "logs").mkdir(exist_ok=True)
+        if "ablation: base arm" not in sh(["git", "log", "--format=%s"], repo):
+            run_base(repo)
+        for arm in arms:
+            if arm["name"] not in experiment_refs(repo):
+                print(f"ablation: arm {arm['name']} took {run_arm(repo, arm):.1f} min", flush=True)
+    text = f"CIFAR-10 ablation on the {spec['profile']} profile in {repo}\n\n" + table(repo, arms)
+    print(text)
+    atomic_write_bytes(repo / "results.md", (text + "\n").encode())
+
+
+if __name__ == "__main__":
+    main()
