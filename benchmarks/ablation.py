@@ -28,6 +28,7 @@ from pathlib import Path
 
 import yaml
 
+from ledi_kedro.conf_files import load_parameters
 from ledi_kedro.core.io import atomic_write_bytes
 from ledi_kedro.workspace import PROJECT_ROOT
 
@@ -58,10 +59,11 @@ def profile_files(profile: str) -> dict[str, dict]:
     """conf/local's files for ``profile``: its data source (the file dvc.yaml reads) and the rest of its
     settings, with the project's relative paths made absolute."""
     conf = yaml.safe_load((PROJECT_ROOT / "conf" / profile / "parameters.yml").read_text())
+    merged = load_parameters(PROJECT_ROOT / "conf", profile)  # a relative default may come from conf/base
     for section, key in ROOT_RELATIVE:
-        value = conf.get(section, {}).get(key)
+        value = merged.get(section, {}).get(key)
         if value and not Path(value).expanduser().is_absolute():
-            conf[section][key] = str((PROJECT_ROOT / value).resolve())
+            conf.setdefault(section, {})[key] = str((PROJECT_ROOT / value).resolve())
     return {"parameters_data_source.yml": {"data_source": conf.pop("data_source")},
             f"parameters_{profile}.yml": conf}
 
