@@ -5,7 +5,10 @@ import numpy as np
 import pytest
 import torch
 
+from ledi_kedro.core.data.tensors import as_float
+from ledi_kedro.core.embedders import build_embedder
 from ledi_kedro.core.models import ClassifierConfig, DomainClassifier, PriorConfig, PriorModel
+from ledi_kedro.core.models.autoencoder import AutoencoderConfig, KLAutoencoder
 from ledi_kedro.core.artifacts import TrainedModel
 from ledi_kedro.core.subsets import class_coverage, seeded_indices, seeded_rows
 from ledi_kedro.pipelines.evaluate.nodes import embed_reference
@@ -16,6 +19,7 @@ from tests.conftest import base_params, encode
 from tests.test_preprocess_pipeline import folder_params, run_preprocess
 
 N_CLASSES, PER_CLASS = 10, 40
+PIXEL_SPACE = TrainedModel("identity", {}, None, None)
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +56,7 @@ def test_every_consumer_samples_across_all_classes(class_sorted_split):
                          DomainClassifier(cfg), None)
     params = base_params({"evaluate": {"n_samples": n, "n_reference": n, "seed": 0}, "run": {"device": "cpu", "seed": 0},
                           "prior": {"eval_images": n}, "tune": {"objective": {"n_reference": n}}})
-    ref = embed_reference(judge, train, test, params["evaluate"], params["run"])
+    ref = embed_reference(judge, train, test, PIXEL_SPACE, test, params["evaluate"], params["run"])
     assert ref.coverage["reference"]["n_classes"] >= 9 and ref.coverage["reference"]["n"] == n
     assert ref.coverage["real_vs_real"]["n_classes"] >= 9
     prior = TrainedModel("prior", pc := PriorConfig(1, 8, z_dim=2, base_channels=4, bottleneck=4), PriorModel(pc), None,
@@ -63,6 +67,28 @@ def test_every_consumer_samples_across_all_classes(class_sorted_split):
     assert class_coverage(scoring["labels"])["n_classes"] >= 9
 
 
+def test_in_latent_space_the_reference_set_holds_the_autoencoders_reconstructions(class_sorted_split):
+    # The reconstruction row: the held-out images outside the reference, decoded from their cached latents
+    # (what a latent model can at best give); none in pixel space.
+    torch.manual_seed(0)
+    judge = TrainedModel("classifier", cfg := ClassifierConfig(1, 8, N_CLASSES, width=2, feature_dim=4),
+                         DomainClassifier(cfg), None)
+    ae = KLAutoencoder(AutoencoderConfig(in_channels=1, latent_channels=2, base_channels=4, levels=1)).eval()
+    train, test = class_sorted_split["train"], class_sorted_split["test"]
+    with torch.no_grad():
+        latents = {"images": ae.encode_scaled(as_float(test["images"])), "labels": test["labels"]}
+    params = base_params({"evaluate": {"n_samples": 20, "n_reference": 20, "seed": 0}, "run": {"device": "cpu"}})
+    latent_ref = embed_reference(judge, train, test, TrainedModel("autoencoder", ae.config, ae, None), latents,
+                                 params["evaluate"], params["run"])
+    pixel_ref = embed_reference(judge, train, test, PIXEL_SPACE, test, params["evaluate"], params["run"])
+    assert pixel_ref.reconstructed is None
+    assert torch.equal(latent_ref.held_out, pixel_ref.held_out)
+    with torch.no_grad():
+        expected = build_embedder(judge)(ae.decode_scaled(latents["images"][latent_ref.held_out_rows]).clamp(-1, 1))
+    torch.testing.assert_close(latent_ref.reconstructed, expected)
+    assert not torch.allclose(latent_ref.reconstructed, latent_ref.held_out)  # an untrained autoencoder loses detail
+
+
 def test_evaluate_names_a_split_too_small_for_error_bars(class_sorted_split):
     judge = TrainedModel("classifier", cfg := ClassifierConfig(1, 8, N_CLASSES, width=2, feature_dim=4),
                          DomainClassifier(cfg), None)
@@ -70,7 +96,8 @@ def test_evaluate_names_a_split_too_small_for_error_bars(class_sorted_split):
     tiny_test = {k: v[:2] for k, v in class_sorted_split["test"].items()}
     with pytest.raises(ValueError, match=r"test split .*test_images.safetensors\) has 2 images.*at least 4.*"
                                          r"preprocess.test_fraction"):
-        embed_reference(judge, class_sorted_split["train"], tiny_test, params["evaluate"], params["run"])
+        embed_reference(judge, class_sorted_split["train"], tiny_test, PIXEL_SPACE, tiny_test, params["evaluate"],
+                        params["run"])
 
 
 def _history():

@@ -84,7 +84,7 @@ def run_chain(params: dict[str, Any], progress: Callable[[str], None] = log.info
                                                       p["fm"], variant)
     stage("train_fm")
     ev = p["evaluate"]
-    ref = ev_steps.reference_set(judge, train_images, test_images, ev, run)
+    ref = ev_steps.reference_set(judge, train_images, test_images, ev, run, autoencoder, test_input)
     points, _ = ev_steps.sweep_points(flows["ledi"], flows["gaussian"], prior, latent_flow, autoencoder, judge, ref,
                                       ev, run, progress=progress)
     rows = ev_steps.with_intervals(points, ref, ev)

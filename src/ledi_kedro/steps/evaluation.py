@@ -1,10 +1,11 @@
 """The evaluation of a trained chain (docs/design.md §3), as plain functions over typed parameters.
 
 1. :func:`reference_set`: the judge's features of the held-out reference set, of the real-vs-real set,
-   of held-out images outside the reference (the memorisation yardstick) and of every training image.
+   of held-out images outside the reference (the memorisation yardstick; in latent space also as the
+   autoencoder reconstructs them) and of every training image.
 2. :func:`sweep_points`: both models x solvers x NFE (the baseline's grid extended once when its best point
-   sits at the grid's edge), the sanity rows (the real-vs-real floor, the prior's draws alone, N(0, I)) and
-   each point's nearest-training-image distances.
+   sits at the grid's edge), the sanity rows (the real-vs-real floor, the prior's draws alone, N(0, I), and in
+   latent space the autoencoder's reconstructions) and each point's nearest-training-image distances.
 3. :func:`with_intervals`: paired half-sample error bars on every point.
 4. :func:`latent_sampler_points`: LeDiFlow against the image NFE with the latent sampler's solver and steps
    varied, and started from encoder codes of training and of held-out images (what a perfect latent sampler
@@ -26,7 +27,7 @@ from typing import Any, Callable
 
 import torch
 
-from ledi_kedro.core.artifacts import TrainedModel, make_sampler
+from ledi_kedro.core.artifacts import TrainedModel, load_autoencoder, make_sampler
 from ledi_kedro.core.data.tensors import as_float
 from ledi_kedro.core.distributed import resolve_device
 from ledi_kedro.core.embedders import build_embedder
@@ -49,7 +50,8 @@ log = logging.getLogger(__name__)
 
 MODELS = ("ledi", "gaussian")
 FLOOR, PRIOR_ONLY, NOISE = "real_train", "prior_x0", "gaussian_noise"
-SANITY = (FLOOR, PRIOR_ONLY, NOISE)
+RECONSTRUCTED = "reconstructed"  # latent space only: held-out images through the autoencoder
+SANITY = (FLOOR, PRIOR_ONLY, NOISE, RECONSTRUCTED)
 # The latent-sampler sweep's rows that start from encoder codes instead of the latent sampler.
 CODES_TRAIN, CODES_HELD_OUT = "codes:train", "codes:held_out"
 # MMD bandwidth on CLIP features as CMMD defines it (Jayasumana et al., 2024); other judges use the median
@@ -74,6 +76,9 @@ class ReferenceSet:
     sigma: float  # the MMD bandwidth
     embedder: str
     coverage: dict[str, Any] = field(default_factory=dict)  # rows and classes of each subset
+    # The held-out images encoded and decoded by the autoencoder (latent space; else None): a latent model
+    # cannot score better than its autoencoder's reconstructions.
+    reconstructed: torch.Tensor | None = None
 
 
 def quality_spec(ev: EvaluateParams, ref: ReferenceSet) -> QualitySpec:
@@ -83,11 +88,15 @@ def quality_spec(ev: EvaluateParams, ref: ReferenceSet) -> QualitySpec:
 
 
 def reference_set(quality_embedder: TrainedModel, train_images: dict[str, Any], test_images: dict[str, Any],
-                  ev: EvaluateParams, run: RunParams) -> ReferenceSet:
+                  ev: EvaluateParams, run: RunParams, autoencoder: TrainedModel | None = None,
+                  test_input: dict[str, Any] | None = None) -> ReferenceSet:
     """Every real set the evaluation uses, each a seeded sample: ``n_reference`` held-out images (the
     reference), ``n_samples`` training images (the real-vs-real floor), up to ``n_samples`` held-out images
-    outside the reference, and every training image the models saw (``run.max_train_images``' subset)."""
-    embed = build_embedder(quality_embedder, resolve_device(run.device))
+    outside the reference, and every training image the models saw (``run.max_train_images``' subset). In latent
+    space (``autoencoder`` is one, ``test_input`` the test split's cached latents), the held-out images outside
+    the reference also as the autoencoder reconstructs them (decoded from their cached latents)."""
+    device = resolve_device(run.device)
+    embed = build_embedder(quality_embedder, device)
     n_test = int(test_images["images"].shape[0])
     ref_rows = seeded_indices(n_test, ev.n_reference, ev.seed)
     test = {k: v[ref_rows] for k, v in test_images.items() if k != "__metadata__"}
@@ -115,8 +124,18 @@ def reference_set(quality_embedder: TrainedModel, train_images: dict[str, Any], 
     training = torch.cat([embed(as_float(chunk)) for chunk in torch.as_tensor(seen).split(4096)])
     held_out = embed(as_float(test_images["images"][held_out_rows])) if held_out_rows is not None else None
     sigma = CMMD_SIGMA if quality_embedder.kind == "clip" else median_heuristic_sigma(ref)
+    ae = load_autoencoder(autoencoder, device) if autoencoder is not None else None
+    reconstructed = None
+    if ae is not None and held_out_rows is not None:
+        if test_input is None:
+            raise ValueError("reference_set: the test split's latents (test_model_input) are needed in latent space")
+        with torch.no_grad():
+            latents = as_float(test_input["images"][held_out_rows])
+            images = torch.cat([ae.decode_scaled(chunk.to(device)).float().clamp(-1, 1)
+                                for chunk in latents.split(ev.batch_size)])
+        reconstructed = embed(images)
     return ReferenceSet(ref, embed(as_float(train["images"])), held_out, held_out_rows, training, sigma, embed.name,
-                        coverage)
+                        coverage, reconstructed)
 
 
 def samplers(ledi: TrainedModel, gaussian: TrainedModel, prior: TrainedModel, latent_flow: TrainedModel,
@@ -142,7 +161,8 @@ def sweep_points(ledi_model: TrainedModel, gaussian_model: TrainedModel, prior_m
                  ref: ReferenceSet, ev: EvaluateParams, run: RunParams,
                  progress: Callable[[str], None] | None = None) -> tuple[dict[str, list], dict]:
     """Quality and wall-clock for both models x solvers x NFE (for each sampling seed), the sanity rows
-    (real-vs-real, LeDiFlow's x0 alone, N(0, I)), and every point's memorisation fields. With
+    (real-vs-real, LeDiFlow's x0 alone, N(0, I), the autoencoder's reconstructions in latent space), and every
+    point's memorisation fields. With
     ``extend_baseline_grid``, a solver whose baseline is best at the grid's largest NFE gets one more
     baseline point at twice that NFE (the baseline's best must not be an artefact of the grid). Returns
     ``{"rows": [...], "features": [...]}`` (each row's embeddings, for the error bars) and example images."""
@@ -178,6 +198,8 @@ def sweep_points(ledi_model: TrainedModel, gaussian_model: TrainedModel, prior_m
         PRIOR_ONLY: prior_only_features(models["ledi"], embed, ev.n_samples, ev.batch_size, ev.seed),
         NOISE: embed(_noise_images(models["gaussian"], ev.n_samples, ev.seed)),
     }
+    if ref.reconstructed is not None:
+        sanity[RECONSTRUCTED] = ref.reconstructed
     for name, feats in sanity.items():
         row = {"model": name, "solver": "none", "nfe_requested": 0, "rtol": None, "nfe": 0.0, "latent_nfe": 0.0,
                "seed": ev.seed, "seconds_per_image": None, "x0_seconds_per_image": None}

@@ -27,10 +27,12 @@ def _params(evaluate: dict) -> EvaluateParams:
 
 
 def embed_reference(quality_embedder: TrainedModel, train_image_tensors: dict[str, Any],
-                    test_image_tensors: dict[str, Any], evaluate: dict, run: dict) -> ReferenceSet:
-    """The judge's features of every real set the evaluation uses (:func:`ledi_kedro.steps.evaluation.reference_set`)."""
+                    test_image_tensors: dict[str, Any], autoencoder_model: TrainedModel,
+                    test_model_input: dict[str, Any], evaluate: dict, run: dict) -> ReferenceSet:
+    """The judge's features of every real set the evaluation uses, with the autoencoder's reconstructions in
+    latent space (:func:`ledi_kedro.steps.evaluation.reference_set`)."""
     return steps.reference_set(quality_embedder, train_image_tensors, test_image_tensors, _params(evaluate),
-                               parse("run", run))
+                               parse("run", run), autoencoder_model, test_model_input)
 
 
 def sweep_quality(ledi_model: TrainedModel, gaussian_model: TrainedModel, prior_model: TrainedModel,

@@ -280,7 +280,9 @@ def build_report(evaluation_metrics: dict, sweep_results: pl.DataFrame, speedup_
     sanity = Section("Sanity rows and straightness")
     sanity.blocks.append(("text", "real_train: real train images against the held-out reference at the size of a "
                                   "generated point, the best any model can score (the floor); prior_x0: LeDiFlow's "
-                                  "learned prior draws alone, no ODE; gaussian_noise: N(0, I), no model at all."))
+                                  "learned prior draws alone, no ODE; gaussian_noise: N(0, I), no model at all; "
+                                  "reconstructed (latent space only): held-out images encoded and decoded by the "
+                                  "autoencoder, the best a latent model can score."))
     sanity.blocks.append(("table", _table(sweep_results.filter(pl.col("solver") == "none"),
                                           ["model", metric, f"{metric}_low", f"{metric}_high", "fd", "kid", "mmd",
                                            "nn_close_fraction", "n_samples", "n_reference"])))
