@@ -103,6 +103,64 @@ def test_a_workspace_run_finds_the_projects_relative_paths(monkeypatch):
     assert [p for p in mine if p.startswith("data_source.path=")] == ["data_source.path=/data/cifar.tar.gz"]
 
 
+def _ablation(monkeypatch):
+    monkeypatch.syspath_prepend(str(PROJECT_ROOT / "benchmarks"))
+    import ablation
+
+    return ablation
+
+
+def _leaves(tree: dict, prefix: str = "") -> set[str]:
+    return set().union(*[_leaves(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k}
+                         for k, v in tree.items()]) if tree else set()
+
+
+def test_every_ablation_arm_changes_a_setting_the_profile_leaves_to_conf_base(monkeypatch):
+    """An arm is `dvc exp run -S FILE:KEY=VALUE` on a conf/base file: the key must be there (DVC would add a new
+    one silently), and the profile in conf/local must not set it, or the arm would change nothing."""
+    import yaml
+
+    ablation = _ablation(monkeypatch)
+    spec = yaml.safe_load(ablation.ARMS_FILE.read_text())
+    profile = set().union(*map(_leaves, ablation.profile_files(spec["profile"]).values()))
+    names = [arm["name"] for arm in spec["arms"]]
+    assert len(names) == len(set(names)) and "base" not in names
+    for arm in spec["arms"]:
+        assert arm["hypothesis"] and arm["set"]
+        for file, pairs in arm["set"].items():
+            base = _leaves(yaml.safe_load((PROJECT_ROOT / file).read_text()))
+            for key in pairs:
+                assert key in base, f"arm {arm['name']}: {key} is not in {file}"
+                assert key not in profile, f"arm {arm['name']}: the {spec['profile']} profile sets {key} itself"
+
+
+def test_the_ablation_profile_is_the_environments_with_absolute_paths(monkeypatch):
+    ablation = _ablation(monkeypatch)
+    files = ablation.profile_files("cifar10_cpu")
+    assert set(files) == {"parameters_data_source.yml", "parameters_cifar10_cpu.yml"}
+    assert files["parameters_data_source.yml"]["data_source"]["path"] == str(
+        (PROJECT_ROOT / "../shared/datasets/cifar10-jpg.tar.gz").resolve())
+    rest = files["parameters_cifar10_cpu.yml"]
+    assert "data_source" not in rest and rest["fm"]["train"]["steps"] == 11200
+    assert rest["embedder"]["pretrained_weights"].startswith(str(PROJECT_ROOT.parent.resolve()))  # conf/base's
+
+
+def test_the_ablation_verdict_compares_ledi_at_nfe_4_or_less_with_the_baselines_best(monkeypatch):
+    ablation = _ablation(monkeypatch)
+
+    def metrics(ledi_q, ledi_ci):
+        return {"solvers": {"midpoint": {
+            "quality": {"ledi": {"2": ledi_q, "8": 0.5}, "gaussian": {"4": 2.0, "8": 1.7, "16": 1.9}},
+            "interval": {"ledi": {"2": ledi_ci, "8": [0.4, 0.6]},
+                         "gaussian": {"4": [1.8, 2.2], "8": [1.5, 1.9], "16": [1.7, 2.1]}}}}}
+
+    better = ablation.arm_summary(metrics(1.2, [1.0, 1.4]))
+    assert better["ledi"][:3] == (1.2, "midpoint", 2)  # NFE 8's 0.5 does not count: only NFE <= 4
+    assert better["baseline"][:3] == (1.7, "midpoint", 8) and better["verdict"] == "better"
+    assert ablation.arm_summary(metrics(1.8, [1.6, 2.0]))["verdict"] == "within"
+    assert ablation.arm_summary(metrics(2.3, [2.1, 2.5]))["verdict"] == "worse"
+
+
 @pytest.mark.slow
 def test_gpu_check_smoke(tmp_path):
     env = dict(os.environ, PYTHON=sys.executable)
