@@ -8,7 +8,7 @@ from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 
 from ledi_kedro.core.config import ConfigError
-from ledi_kedro.core.artifacts import TrainedModel
+from ledi_kedro.core.artifacts import TrainedModel, make_sampler
 from ledi_kedro.params import validate_all
 from ledi_kedro.pipelines import train_autoencoder, train_embedder, train_fm, train_latent_flow, train_prior
 from tests.conftest import base_params
@@ -44,7 +44,10 @@ def image_split(n, seed):
 
 
 def run_chain(tmp_path, space="pixel", extra=None):
+    """The training pipelines on tiny data; ``extra`` maps (section, key) to a value that replaces conf/base's."""
     params = tiny_params(tmp_path, space)
+    for (section, key), value in (extra or {}).items():
+        params[section][key] = value
     validate_all(params)
     catalog = DataCatalog({"train_image_tensors": MemoryDataset(image_split(32, 0), copy_mode="assign"),
                            "test_image_tensors": MemoryDataset(image_split(16, 1), copy_mode="assign")})
@@ -85,14 +88,23 @@ def test_pixel_chain(tmp_path):
     assert (tmp_path / "ckpt" / "fm_ledi" / "step_00000006").is_dir()
 
 
-def test_latent_chain(tmp_path):
-    out = run_chain(tmp_path, space="latent")
+def test_latent_chain_with_the_prior_as_input_channels(tmp_path):
+    out = run_chain(tmp_path, space="latent", extra={("fm", "prior_channels"): True})
     ae = out["autoencoder_model"]
     assert ae.kind == "autoencoder" and float(ae.ema.scale) > 0
     latents = out["train_model_input"]["images"]
     assert latents.dtype == torch.float32 and latents.shape == (32, 2, 4, 4)
     assert out["autoencoder_metrics"]["space"] == "latent" and "test_psnr_db" in out["autoencoder_metrics"]
-    assert out["ledi.fm_model"].config.in_channels == 2 and out["ledi.fm_model"].config.resolution == 4
+    # LeDiFlow sees [x_t, mu(z), lv(z)] (3 x 2 latent channels) and predicts 2; the baseline has no prior to see
+    ledi, gaussian = out["ledi.fm_model"], out["gaussian.fm_model"]
+    assert (ledi.config.in_channels, ledi.config.state_channels, ledi.config.resolution) == (6, 2, 4)
+    assert (gaussian.config.in_channels, gaussian.config.state_channels) == (2, 2)
+    assert ledi.meta["prior_channels"] is True and gaussian.meta["prior_channels"] is False
+    quality = out["ledi.fm_quality_history"]["quality"]  # the monitor samples through the same channels
+    assert quality.len() == 2 and (quality > 0).all()
+    sampler = make_sampler(ledi, out["prior_model"], out["latent_flow_model"], ae)
+    res = sampler.sample(3, nfe=2, solver="midpoint", seed=0)
+    assert res.x0.shape == (3, 2, 4, 4) and res.images.shape == (3, 1, 8, 8)
 
 
 @pytest.mark.parametrize("change, message", [

@@ -73,7 +73,7 @@ def load_sampler(path: str | Path, *, prior: str | Path | None = None, latent_fl
     if parts["latent_flow"] is not None and parts["latent_flow"].kind != "latent_flow":
         raise IncompatibleModelError(f"the latent sampler folder holds a {parts['latent_flow'].kind!r} model")
     if parts["prior"] is not None:
-        expected = (fm.config.in_channels, fm.config.resolution)
+        expected = (fm.config.state_channels, fm.config.resolution)
         got = (parts["prior"].config.in_channels, parts["prior"].config.resolution)
         if expected != got:
             raise IncompatibleModelError(f"prior model works on {got} (channels, resolution) but the flow model "

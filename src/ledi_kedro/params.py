@@ -192,6 +192,7 @@ class FMParams:
     train: TrainConfig
     time_sampler: TimeSamplerName
     prior_noise_scale: float  # s in x0 = mu(z) + s * exp(lv(z) / 2) * eps
+    prior_channels: bool  # LeDiFlow's flow model also sees mu(z) and lv(z) of its x0 as input channels
     monitor: MonitorParams
 
     def __post_init__(self) -> None:

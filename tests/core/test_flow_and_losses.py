@@ -109,3 +109,36 @@ def test_vgl_fixed_point_and_nll_is_slower():
     early_vgl, _ = _fit_pixels("vgl", steps=100)
     early_nll, _ = _fit_pixels("nll", steps=100)
     assert early_nll > 2 * early_vgl
+
+
+def test_ledi_loss_draws_x0_from_the_prior_and_can_show_the_model_its_mean_and_log_variance():
+    from ledi_kedro.core.models import PriorConfig, PriorModel, reparameterize
+    from ledi_kedro.core.objectives import fm_learned_prior_loss
+
+    torch.manual_seed(0)
+    prior = PriorModel(PriorConfig(in_channels=1, resolution=8, z_dim=3, base_channels=4)).eval()
+    batch = {"images": torch.rand(4, 1, 8, 8) * 2 - 1, "mu_z": torch.randn(4, 3), "logvar_z": torch.zeros(4, 3)}
+    seen = []
+
+    def model(x, t):
+        seen.append(x)
+        return x[:, :1] * 0
+
+    # Without channels: the loss of the path from x0 = prior.sample_x0(z) (the same draws, in the same order).
+    g = torch.Generator().manual_seed(7)
+    z = reparameterize(batch["mu_z"], batch["logvar_z"], torch.randn(4, 3, generator=g))
+    with torch.no_grad():
+        x0 = prior.sample_x0(z, 1.5, generator=g)
+    t = sample_time(4, "uniform", generator=g)
+    expected = fm_loss(model, x0, batch["images"], t)
+    got = fm_learned_prior_loss(prior, 1.5, "uniform", False)(model, batch, torch.Generator().manual_seed(7))
+    torch.testing.assert_close(got, expected)
+    assert seen[-1].shape == (4, 1, 8, 8)
+    # With channels: the model sees [x_t, mu(z), lv(z)]; the target and x_t are the same.
+    with_channels = fm_learned_prior_loss(prior, 1.5, "uniform", True)(model, batch, torch.Generator().manual_seed(7))
+    torch.testing.assert_close(with_channels, expected)
+    with torch.no_grad():
+        mean, logvar = prior.decode(z)
+    assert seen[-1].shape == (4, 3, 8, 8)
+    torch.testing.assert_close(seen[-1][:, :1], seen[-2])
+    torch.testing.assert_close(seen[-1][:, 1:], torch.cat([mean, logvar], 1))

@@ -25,7 +25,8 @@ def samplers():
     prior = PriorModel(PriorConfig(in_channels=1, resolution=8, z_dim=6, base_channels=8)).eval()
     latent = randomised(LatentFlow(LatentFlowConfig(z_dim=6, hidden=16, depth=1)), seed=1)
     return GaussianSampler(flow, SHAPE), LeDiFlowSampler(flow, prior, latent, SHAPE, prior_noise_scale=1.0,
-                                                               sample_steps=4, sample_solver="midpoint")
+                                                               prior_channels=False, sample_steps=4,
+                                                               sample_solver="midpoint")
 
 
 @pytest.mark.parametrize("which", [0, 1])
@@ -51,6 +52,43 @@ def test_ledi_prior_is_the_decoder_distribution(samplers):
     eps = (res.x0 - mean) / torch.exp(0.5 * logvar)
     assert abs(float(eps.mean())) < 0.2 and abs(float(eps.std()) - 1) < 0.2
     assert ledi.prior_mean(4, seed=3).shape == (4, *SHAPE)
+
+
+class SpyFlow(nn.Module):
+    """A velocity field that records what it is given: v(x, t) = -x[:, :1] (one channel out)."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(()))  # for the sampler's device
+        self.inputs: list[torch.Tensor] = []
+
+    def forward(self, x, t):
+        self.inputs.append(x.clone())
+        return -x[:, :1]
+
+
+def test_with_prior_channels_the_flow_sees_the_priors_mean_and_log_variance_of_its_x0(samplers):
+    _, plain = samplers
+    spy = SpyFlow()
+    ledi = LeDiFlowSampler(spy, plain.prior_model, plain.latent_flow, SHAPE, prior_noise_scale=1.0,
+                           prior_channels=True, sample_steps=4, sample_solver="midpoint")
+    res = ledi.sample(3, steps=2, solver="euler", seed=4)
+    assert res.images.shape == (3, *SHAPE) and len(spy.inputs) == 2
+    with torch.no_grad():
+        mean, logvar = ledi.prior_model.decode(res.z)
+    for x in spy.inputs:  # every evaluation: [x_t, mu(z), lv(z)]
+        assert x.shape == (3, 3, 8, 8)
+        torch.testing.assert_close(x[:, 1:], torch.cat([mean, logvar], 1))
+    torch.testing.assert_close(spy.inputs[0][:, :1], res.x0)
+    torch.testing.assert_close(res.images, res.x0 * 0.25)  # two Euler steps of v = -x: (1 - 1/2)^2
+    # the same x0 as the sampler without channels (same draws), and the other paths that start the ODE
+    torch.testing.assert_close(res.x0, plain.sample(3, steps=1, seed=4).x0)
+    mu_z, logvar_z = torch.zeros(2, 6), torch.zeros(2, 6)
+    assert ledi.sample_from_codes(mu_z, logvar_z, steps=1).images.shape == (2, *SHAPE)
+    assert spy.inputs[-1].shape == (2, 3, 8, 8)
+    assert ledi.interpolate(1, 2, n_points=4, steps=1).images.shape == (4, *SHAPE)
+    known, mask = torch.zeros(2, *SHAPE), torch.ones(2, *SHAPE)
+    assert ledi.inpaint(known, mask, steps=1).images.shape == (2, *SHAPE)
 
 
 def test_interpolation_end_points(samplers):

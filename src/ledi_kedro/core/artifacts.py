@@ -62,12 +62,14 @@ Space = Literal["pixel", "latent"]  # where the flow models work: on pixels or o
 @dataclass(frozen=True)
 class FlowRecord:
     """What an image flow model's artifact says about how to sample it (``meta`` in its state.json): where
-    x0 comes from, and the prior noise scale s in x0 = mu(z) + s exp(lv(z)/2) eps (``fm.prior_noise_scale``)."""
+    x0 comes from, the prior noise scale s in x0 = mu(z) + s exp(lv(z)/2) eps (``fm.prior_noise_scale``), and
+    whether the flow model also sees mu(z) and lv(z) as input channels (``fm.prior_channels``)."""
 
     prior: PriorKind
     name: str
     time_sampler: TimeSamplerName
     prior_noise_scale: float
+    prior_channels: bool
     space: Space
 
 
@@ -156,7 +158,7 @@ def make_sampler(fm: TrainedModel, prior: TrainedModel | None = None, latent_flo
     device = torch.device(device)
     if fm.kind != "dit":
         raise ValueError(f"expected a flow model (kind 'dit'), got {fm.kind!r}")
-    shape = (fm.config.in_channels, fm.config.resolution, fm.config.resolution)
+    shape = (fm.config.state_channels, fm.config.resolution, fm.config.resolution)
     ae = load_autoencoder(autoencoder, device) if autoencoder is not None else None
     decode = ae.decode_scaled if ae is not None else None
     flow = fm.inference.to(device).eval()
@@ -167,6 +169,7 @@ def make_sampler(fm: TrainedModel, prior: TrainedModel | None = None, latent_flo
                              "it needs the prior model and the latent sampler too")
         lf = read_record(LatentSamplerRecord, latent_flow, "latent sampler")
         return LeDiFlowSampler(flow, prior.inference.to(device), latent_flow.inference.to(device), shape,
-                               prior_noise_scale=record.prior_noise_scale, sample_steps=lf.sample_steps,
+                               prior_noise_scale=record.prior_noise_scale, prior_channels=record.prior_channels,
+                               sample_steps=lf.sample_steps,
                                sample_solver=lf.sample_solver, decode=decode, device=device, precision=precision)
     return GaussianSampler(flow, shape, decode=decode, device=device, precision=precision)

@@ -57,16 +57,24 @@ def latent_flow_loss(time_sampler: TimeSamplerName = "uniform") -> Callable:
     return loss
 
 
-def fm_learned_prior_loss(prior: PriorModel, noise_scale: float, time_sampler: TimeSamplerName) -> Callable:
-    """LeDiFlow: x0 = mu(z) + s exp(lv(z)/2) eps with z ~ q(z | y) of the same image y, then FM x0 -> y."""
+def fm_learned_prior_loss(prior: PriorModel, noise_scale: float, time_sampler: TimeSamplerName,
+                          prior_channels: bool) -> Callable:
+    """LeDiFlow: x0 = mu(z) + s exp(lv(z)/2) eps with z ~ q(z | y) of the same image y, then FM x0 -> y. With
+    ``prior_channels`` the model sees [x_t, mu(z), lv(z)] (3C channels in, C out)."""
     prior.eval().requires_grad_(False)
 
     def loss(model: nn.Module, batch: dict[str, torch.Tensor], g: torch.Generator):
         y, mu_z, logvar_z = batch["images"], batch["mu_z"], batch["logvar_z"]
         with torch.no_grad():
             z = reparameterize(mu_z, logvar_z, _randn_like(mu_z, g))
-            x0 = prior.sample_x0(z, noise_scale, generator=g).float()
-        return fm_loss(model, x0, y, sample_time(y.shape[0], time_sampler, generator=g, device=y.device))
+            mean, logvar = prior.decode(z)
+            # The same draws as prior.sample_x0(z, noise_scale, generator=g).
+            x0 = (mean + noise_scale * torch.exp(0.5 * logvar) * _randn_like(mean, g)).float()
+        t = sample_time(y.shape[0], time_sampler, generator=g, device=y.device)
+        if not prior_channels:
+            return fm_loss(model, x0, y, t)
+        condition = torch.cat([mean, logvar], dim=1).float()
+        return fm_loss(lambda xt, tt: model(torch.cat([xt, condition.to(xt.dtype)], dim=1), tt), x0, y, t)
 
     return loss
 

@@ -157,16 +157,20 @@ class LeDiFlowSampler(FlowSampler):
     """Learned prior: latent flow -> prior decoder -> image flow."""
 
     def __init__(self, flow: nn.Module, prior_model: nn.Module, latent_flow: nn.Module,
-                 shape: tuple[int, int, int], *, prior_noise_scale: float, sample_steps: int, sample_solver: str,
-                 decode: Decode | None = None, device: torch.device | str | None = None, precision: str = "fp32"):
-        """``prior_noise_scale`` (s in x0 = mu(z) + s exp(lv(z)/2) eps), ``sample_solver`` and ``sample_steps`` (the
-        latent sampler's ODE) have no defaults here and carry their YAML names: the project's live in conf/base
-        (``fm.prior_noise_scale``, ``latent_flow.sample_solver`` and ``sample_steps``) and travel with the trained
-        models' records (:func:`ledi_kedro.core.artifacts.make_sampler`)."""
+                 shape: tuple[int, int, int], *, prior_noise_scale: float, prior_channels: bool, sample_steps: int,
+                 sample_solver: str, decode: Decode | None = None, device: torch.device | str | None = None,
+                 precision: str = "fp32"):
+        """``prior_noise_scale`` (s in x0 = mu(z) + s exp(lv(z)/2) eps), ``prior_channels`` (the flow also sees
+        mu(z) and lv(z) of its x0 as input channels), ``sample_solver`` and ``sample_steps`` (the latent sampler's
+        ODE) have no defaults here and carry their YAML names: the project's live in conf/base
+        (``fm.prior_noise_scale``, ``fm.prior_channels``, ``latent_flow.sample_solver`` and ``sample_steps``) and
+        travel with the trained models' records (:func:`ledi_kedro.core.artifacts.make_sampler`)."""
         super().__init__(flow, shape, decode, device, precision)
         self.prior_model = prior_model.eval()
         self.latent_flow = latent_flow.eval()
         self.prior_noise_scale = prior_noise_scale
+        self.prior_channels = prior_channels
+        self._condition: torch.Tensor | None = None  # [mu(z), lv(z)] of the x0 being integrated (prior_channels)
         self.sample_steps, self.sample_solver = sample_steps, sample_solver
         self.z_dim = prior_model.config.z_dim
 
@@ -177,7 +181,20 @@ class LeDiFlowSampler(FlowSampler):
 
     @torch.no_grad()
     def x0_from_z(self, z: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-        return self.prior_model.sample_x0(z, self.prior_noise_scale, eps=eps)
+        """x0 = mu(z) + s exp(lv(z)/2) eps. With ``prior_channels`` it also keeps [mu(z), lv(z)] for the image
+        ODE that starts from this x0 (every path to the ODE draws its x0 here)."""
+        if not self.prior_channels:
+            return self.prior_model.sample_x0(z, self.prior_noise_scale, eps=eps)
+        mean, logvar = self.prior_model.decode(z)
+        self._condition = torch.cat([mean, logvar], dim=1)
+        return mean + self.prior_noise_scale * torch.exp(0.5 * logvar) * eps
+
+    def _velocity(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        if not self.prior_channels:
+            return super()._velocity(x, t)
+        if self._condition is None or self._condition.shape[0] != x.shape[0]:
+            raise RuntimeError("prior_channels: the image ODE must start from an x0 drawn by x0_from_z")
+        return super()._velocity(torch.cat([x, self._condition.to(x.dtype)], dim=1), t)
 
     def draw_x0(self, n: int, generator: torch.Generator):
         w = torch.randn((n, self.z_dim), generator=generator, device=self.device)

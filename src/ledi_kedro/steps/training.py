@@ -322,16 +322,19 @@ def train_flow(train_input: dict[str, Any], prior_model: TrainedModel | None, pr
         raise ValueError(f"{v.name}: training from the learned prior needs the prior model, its codes and the "
                          "latent sampler")
     images = train_input["images"]
-    cfg = replace(p.model, in_channels=int(images.shape[1]), resolution=int(images.shape[-1]))
+    channels = int(images.shape[1])
+    prior_channels = p.prior_channels and v.prior == "learned"  # the baseline has no prior to look at
+    cfg = replace(p.model, in_channels=3 * channels if prior_channels else channels, resolution=int(images.shape[-1]),
+                  out_channels=channels if prior_channels else p.model.out_channels)
     train = with_run(p.train, run, offset=4)  # the same seed for both variants: same init, same batches
     data = {"images": images}
     if v.prior == "learned":
         prior = prior_model.inference.to(resolve_device(run.device))
         data["mu_z"], data["logvar_z"] = prior_codes["mu_z"], prior_codes["logvar_z"]
-        loss = fm_learned_prior_loss(prior, p.prior_noise_scale, p.time_sampler)
+        loss = fm_learned_prior_loss(prior, p.prior_noise_scale, p.time_sampler, prior_channels)
     else:
         loss = fm_gaussian_prior_loss(p.time_sampler)
-    meta = asdict(FlowRecord(v.prior, v.name, p.time_sampler, p.prior_noise_scale, run.space))
+    meta = asdict(FlowRecord(v.prior, v.name, p.time_sampler, p.prior_noise_scale, prior_channels, run.space))
     monitor = _flow_monitor(p, v, run, cfg, meta, prior_model, latent_flow_model, autoencoder_model,
                             quality_embedder, test_images)
     result = run_training(v.name, lambda: DiT(cfg), loss, data, train, run, {**cfg.to_dict(), **meta}, monitor)

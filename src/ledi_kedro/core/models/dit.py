@@ -50,6 +50,12 @@ class DiTConfig:
             raise ValueError(f"pos_embed must be 'sincos' or 'learned', got {self.pos_embed!r}")
 
     @property
+    def state_channels(self) -> int | None:
+        """Channels of the flow's state x_t (and of its velocity): ``out_channels``, or ``in_channels`` when
+        the model sees nothing but x_t."""
+        return self.out_channels or self.in_channels
+
+    @property
     def depth(self) -> int:
         return DIT_SIZES[self.size][0]
 
