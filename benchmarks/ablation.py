@@ -80,12 +80,20 @@ def set_up(repo: Path, profile: str) -> None:
     sh(["git", "commit", "-q", "-m", f"ablation: the {profile} profile in conf/local"], repo)
 
 
+BASE_SUBJECT = "ablation: base arm"
+
+
+def base_rev(repo: Path) -> str | None:
+    """The base arm's commit in ``repo`` (None before it ran)."""
+    return sh(["git", "log", "--format=%H", "-n", "1", f"--grep=^{BASE_SUBJECT}"], repo).strip() or None
+
+
 def run_base(repo: Path) -> None:
     """The base arm: the pipelines side by side (as the CPU benchmark runs them), then `dvc commit`."""
     minutes = run_pipelines(repo, "local", None, side_by_side=os.cpu_count() >= 2)
     sh(["dvc", "commit", "-f", "-q"], repo)
     sh(["git", "add", "-A"], repo)
-    sh(["git", "commit", "-q", "-m", f"ablation: base arm ({minutes:.1f} min)"], repo)
+    sh(["git", "commit", "-q", "-m", f"{BASE_SUBJECT} ({minutes:.1f} min)"], repo)
 
 
 def experiment_refs(repo: Path) -> dict[str, str]:
@@ -95,7 +103,10 @@ def experiment_refs(repo: Path) -> dict[str, str]:
 
 
 def run_arm(repo: Path, arm: dict) -> float:
-    """`dvc exp run --temp -n NAME -S ...` for one arm; minutes."""
+    """`dvc exp run --temp -n NAME -S ...` for one arm (after merging this project's HEAD into ``repo`` when the
+    arm needs newer code); minutes."""
+    if arm.get("new_code"):
+        sh(["git", "pull", "-q", "--no-rebase", "--no-edit", str(PROJECT_ROOT), "HEAD"], repo)
     sets = [f"{file}:{key}={value}" for file, pairs in arm["set"].items() for key, value in pairs.items()]
     start = time.perf_counter()
     sh(["dvc", "exp", "run", "--temp", "-n", arm["name"], *[a for s in sets for a in ("-S", s)]], repo,
@@ -124,13 +135,13 @@ def arm_summary(metrics: dict) -> dict:
 
 
 def table(repo: Path, arms: list[dict]) -> str:
-    refs = {"base": "HEAD", **experiment_refs(repo)}
+    refs = {"base": base_rev(repo), **experiment_refs(repo)}
     hypotheses = {"base": "the profile as it ships", **{a["name"]: a["hypothesis"] for a in arms}}
     lines = ["| arm | LeDiFlow best at NFE <= 4 | held-out codes @ 2 | baseline's best | LeDiFlow at NFE <= 4 vs "
              "the baseline's best | stops (LeDiFlow / baseline) | hypothesis |", "|" + "---|" * 7]
     grids = []
     for name, hypothesis in hypotheses.items():
-        if name not in refs:
+        if not refs.get(name):
             lines.append(f"| {name} | not run | | | | | {hypothesis} |")
             continue
         m = json.loads(sh(["git", "show", f"{refs[name]}:{METRICS}"], repo))
@@ -169,7 +180,7 @@ def main() -> None:
         if not repo.exists():
             set_up(repo, spec["profile"])
         (repo / "logs").mkdir(exist_ok=True)
-        if "ablation: base arm" not in sh(["git", "log", "--format=%s"], repo):
+        if base_rev(repo) is None:
             run_base(repo)
         for arm in arms:
             if arm["name"] not in experiment_refs(repo):
