@@ -76,6 +76,8 @@ def set_up(repo: Path, profile: str) -> None:
     for name, content in profile_files(profile).items():
         text = f"# the {profile} profile (conf/{profile}), written by benchmarks/ablation.py\n" + yaml.safe_dump(content)
         (repo / "conf" / "local" / name).write_text(text)
+    with (repo / ".git" / "info" / "exclude").open("a") as exclude:  # the runs' logs and the table stay out of git
+        exclude.write("/*.log\n/results.md\n")
     sh(["git", "add", "-f", "conf/local"], repo)
     sh(["git", "commit", "-q", "-m", f"ablation: the {profile} profile in conf/local"], repo)
 
@@ -91,7 +93,7 @@ def base_rev(repo: Path) -> str | None:
 def run_base(repo: Path) -> None:
     """The base arm: the pipelines side by side (as the CPU benchmark runs them), then `dvc commit`."""
     minutes = run_pipelines(repo, "local", None, side_by_side=os.cpu_count() >= 2)
-    sh(["dvc", "commit", "-f", "-q"], repo)
+    sh(["dvc", "commit", "-f", "-q", "dvc.yaml"], repo)  # the chain's stages (not tuning/dvc.yaml's)
     sh(["git", "add", "-A"], repo)
     sh(["git", "commit", "-q", "-m", f"{BASE_SUBJECT} ({minutes:.1f} min)"], repo)
 
@@ -109,7 +111,7 @@ def run_arm(repo: Path, arm: dict) -> float:
         sh(["git", "pull", "-q", "--no-rebase", "--no-edit", str(PROJECT_ROOT), "HEAD"], repo)
     sets = [f"{file}:{key}={value}" for file, pairs in arm["set"].items() for key, value in pairs.items()]
     start = time.perf_counter()
-    sh(["dvc", "exp", "run", "--temp", "-n", arm["name"], *[a for s in sets for a in ("-S", s)]], repo,
+    sh(["dvc", "exp", "run", "--temp", "-n", arm["name"], *[a for s in sets for a in ("-S", s)], "dvc.yaml"], repo,
        log=repo / "logs" / f"{arm['name']}.log")
     return (time.perf_counter() - start) / 60
 
