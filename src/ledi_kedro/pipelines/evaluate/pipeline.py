@@ -18,7 +18,8 @@ def create_pipeline(**kwargs) -> Pipeline:
 def _create_pipeline() -> Pipeline:
     return Pipeline([
         Node(embed_reference, ["quality_embedder", "train_image_tensors", "test_image_tensors", "autoencoder_model",
-                               "test_model_input", "params:evaluate", "params:run"], "reference_features", name="embed_reference"),
+                               "test_model_input", "params:evaluate", "params:run"], "reference_features",
+             name="embed_reference"),
         Node(sweep_quality, [*TRAINED, "quality_embedder", "reference_features", "params:evaluate", "params:run"],
              ["sweep_points", "sweep_examples"], name="sweep_quality"),
         Node(error_bars, ["sweep_points", "reference_features", "params:evaluate"], "sweep_results",
