@@ -140,19 +140,23 @@ def table(repo: Path, arms: list[dict]) -> str:
     refs = {"base": base_rev(repo), **experiment_refs(repo)}
     hypotheses = {"base": "the profile as it ships", **{a["name"]: a["hypothesis"] for a in arms}}
     lines = ["| arm | LeDiFlow best at NFE <= 4 | held-out codes @ 2 | baseline's best | LeDiFlow at NFE <= 4 vs "
-             "the baseline's best | stops (LeDiFlow / baseline) | hypothesis |", "|" + "---|" * 7]
+             "the baseline's best | paired difference, against the baseline at the same solver and NFE | stops (LeDiFlow / baseline) | hypothesis |",
+             "|" + "---|" * 8]
     grids = []
     for name, hypothesis in hypotheses.items():
         if not refs.get(name):
-            lines.append(f"| {name} | not run | | | | | {hypothesis} |")
+            lines.append(f"| {name} | not run | | | | | | {hypothesis} |")
             continue
         m = json.loads(sh(["git", "show", f"{refs[name]}:{METRICS}"], repo))
         s, t, ls = arm_summary(m), m["training"], m["latent_sampler"]
+        paired = m["solvers"][s["ledi"][1]]["better"][str(s["ledi"][2])]  # ledi | gaussian | noise
         stops = " / ".join(f"{t[k]['steps']} ({'plateau' if t[k]['stop_reason'] != 'step_cap' else 'cap'})"
                            for k in ("ledi", "gaussian"))
         lines.append(f"| {name} | {s['ledi'][1]} @ {s['ledi'][2]}: {fmt(s['ledi'][0], s['ledi'][3])} | "
                      f"{fmt(ls['held_out_codes_quality'], ls['held_out_codes_interval'])} | {s['baseline'][1]} @ "
-                     f"{s['baseline'][2]}: {fmt(s['baseline'][0], s['baseline'][3])} | {s['verdict']} | {stops} | "
+                     f"{s['baseline'][2]}: {fmt(s['baseline'][0], s['baseline'][3])} | {s['verdict']} | "
+                     f"{'within the noise' if paired == 'noise' else 'LeDiFlow better' if paired == 'ledi' else 'baseline better'}"
+                     f" | {stops} | "
                      f"{hypothesis} |")
         grids += [f"\n{name}: FD (95% interval) by NFE", "| solver | model | " + " | ".join(NFES) + " |",
                   "|" + "---|" * (len(NFES) + 2)]
