@@ -55,10 +55,19 @@ def sh(cmd: list[str], cwd: Path, log: Path | None = None) -> str:
     return ""
 
 
-def profile_files(profile: str) -> dict[str, dict]:
+def profile_files(profile: str, leave_out: list[str] = ()) -> dict[str, dict]:
     """conf/local's files for ``profile``: its data source (the file dvc.yaml reads) and the rest of its
-    settings, with the project's relative paths made absolute."""
+    settings, with the project's relative paths made absolute and the dotted keys ``leave_out`` left out (they
+    fall back to conf/base)."""
     conf = yaml.safe_load((PROJECT_ROOT / "conf" / profile / "parameters.yml").read_text())
+    for key in leave_out:
+        *path, leaf = key.split(".")
+        section = conf
+        for part in path:
+            section = section.get(part, {})
+        if leaf not in section:
+            sys.exit(f"ablation: {key} (not_in_base) is not set in conf/{profile}/parameters.yml")
+        del section[leaf]
     merged = load_parameters(PROJECT_ROOT / "conf", profile)  # a relative default may come from conf/base
     for section, key in ROOT_RELATIVE:
         value = merged.get(section, {}).get(key)
@@ -68,12 +77,12 @@ def profile_files(profile: str) -> dict[str, dict]:
             f"parameters_{profile}.yml": conf}
 
 
-def set_up(repo: Path, profile: str) -> None:
+def set_up(repo: Path, profile: str, leave_out: list[str]) -> None:
     """Clone this project's HEAD into ``repo`` and commit the profile's settings in its conf/local."""
     sh(["git", "clone", "--quiet", str(PROJECT_ROOT), str(repo)], PROJECT_ROOT)
     sh(["git", "config", "user.name", "ledi_kedro ablation"], repo)
     sh(["git", "config", "user.email", "ablation@localhost"], repo)
-    for name, content in profile_files(profile).items():
+    for name, content in profile_files(profile, leave_out).items():
         text = f"# the {profile} profile (conf/{profile}), written by benchmarks/ablation.py\n" + yaml.safe_dump(content)
         (repo / "conf" / "local" / name).write_text(text)
     with (repo / ".git" / "info" / "exclude").open("a") as exclude:  # the runs' logs and the table stay out of git
@@ -184,7 +193,7 @@ def main() -> None:
     os.environ.setdefault("OMP_WAIT_POLICY", "ACTIVE")
     if not args.report_only:
         if not repo.exists():
-            set_up(repo, spec["profile"])
+            set_up(repo, spec["profile"], spec.get("not_in_base", []))
         (repo / "logs").mkdir(exist_ok=True)
         if base_rev(repo) is None:
             run_base(repo)

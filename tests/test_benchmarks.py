@@ -122,7 +122,7 @@ def test_every_ablation_arm_changes_a_setting_the_profile_leaves_to_conf_base(mo
 
     ablation = _ablation(monkeypatch)
     spec = yaml.safe_load(ablation.ARMS_FILE.read_text())
-    profile = set().union(*map(_leaves, ablation.profile_files(spec["profile"]).values()))
+    profile = set().union(*map(_leaves, ablation.profile_files(spec["profile"], spec["not_in_base"]).values()))
     names = [arm["name"] for arm in spec["arms"]]
     assert len(names) == len(set(names)) and "base" not in names
     for arm in spec["arms"]:
@@ -136,8 +136,9 @@ def test_every_ablation_arm_changes_a_setting_the_profile_leaves_to_conf_base(mo
 
 def test_the_ablation_profile_is_the_environments_with_absolute_paths(monkeypatch):
     ablation = _ablation(monkeypatch)
-    files = ablation.profile_files("cifar10_cpu")
+    files = ablation.profile_files("cifar10_cpu", ["prior.model.logvar_min"])
     assert set(files) == {"parameters_data_source.yml", "parameters_cifar10_cpu.yml"}
+    assert files["parameters_cifar10_cpu.yml"]["prior"]["model"] == {"z_dim": 32}  # the shipped floor left out
     assert files["parameters_data_source.yml"]["data_source"]["path"] == str(
         (PROJECT_ROOT / "../shared/datasets/cifar10-jpg.tar.gz").resolve())
     rest = files["parameters_cifar10_cpu.yml"]
