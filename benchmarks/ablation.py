@@ -145,9 +145,10 @@ def arm_summary(metrics: dict) -> dict:
     return {"ledi": ledi, "baseline": base, "verdict": verdict}
 
 
-def table(repo: Path, arms: list[dict]) -> str:
+def table(repo: Path, arms: list[dict], not_in_base: list[str]) -> str:
     refs = {"base": base_rev(repo), **experiment_refs(repo)}
-    hypotheses = {"base": "the profile as it ships", **{a["name"]: a["hypothesis"] for a in arms}}
+    base = "the profile" + (f" without {', '.join(not_in_base)} (conf/base's)" if not_in_base else "")
+    hypotheses = {"base": base, **{a["name"]: a["hypothesis"] for a in arms}}
     lines = ["| arm | LeDiFlow best at NFE <= 4 | held-out codes @ 2 | baseline's best | LeDiFlow at NFE <= 4 vs "
              "the baseline's best | paired difference, against the baseline at the same solver and NFE | stops (LeDiFlow / baseline) | hypothesis |",
              "|" + "---|" * 8]
@@ -200,7 +201,7 @@ def main() -> None:
         for arm in arms:
             if arm["name"] not in experiment_refs(repo):
                 print(f"ablation: arm {arm['name']} took {run_arm(repo, arm):.1f} min", flush=True)
-    text = f"CIFAR-10 ablation on the {spec['profile']} profile in {repo}\n\n" + table(repo, arms)
+    text = f"CIFAR-10 ablation on the {spec['profile']} profile in {repo}\n\n" + table(repo, arms, spec.get("not_in_base", []))
     print(text)
     atomic_write_bytes(repo / "results.md", (text + "\n").encode())
 
