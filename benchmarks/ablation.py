@@ -118,7 +118,7 @@ def run_arm(repo: Path, arm: dict) -> float:
     arm needs newer code); minutes."""
     if arm.get("new_code"):
         sh(["git", "pull", "-q", "--no-rebase", "--no-edit", str(PROJECT_ROOT), "HEAD"], repo)
-    sets = [f"{file}:{key}={value}" for file, pairs in arm["set"].items() for key, value in pairs.items()]
+    sets = [f"{file}:{key}={json.dumps(value)}" for file, pairs in arm["set"].items() for key, value in pairs.items()]
     start = time.perf_counter()
     sh(["dvc", "exp", "run", "--temp", "-n", arm["name"], *[a for s in sets for a in ("-S", s)], "dvc.yaml"], repo,
        log=repo / "logs" / f"{arm['name']}.log")
