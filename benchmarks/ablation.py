@@ -118,7 +118,8 @@ def run_arm(repo: Path, arm: dict) -> float:
     arm needs newer code); minutes."""
     if arm.get("new_code"):
         sh(["git", "pull", "-q", "--no-rebase", "--no-edit", str(PROJECT_ROOT), "HEAD"], repo)
-    sets = [f"{file}:{key}={json.dumps(value)}" for file, pairs in arm["set"].items() for key, value in pairs.items()]
+    sets = [f"{file}:{key}={json.dumps(value)}"  # YAML's spelling: true, 0.1
+            for file, pairs in arm["set"].items() for key, value in pairs.items()]
     start = time.perf_counter()
     sh(["dvc", "exp", "run", "--temp", "-n", arm["name"], *[a for s in sets for a in ("-S", s)], "dvc.yaml"], repo,
        log=repo / "logs" / f"{arm['name']}.log")
@@ -150,7 +151,8 @@ def table(repo: Path, arms: list[dict], not_in_base: list[str]) -> str:
     base = "the profile" + (f" without {', '.join(not_in_base)} (conf/base's)" if not_in_base else "")
     hypotheses = {"base": base, **{a["name"]: a["hypothesis"] for a in arms}}
     lines = ["| arm | LeDiFlow best at NFE <= 4 | held-out codes @ 2 | baseline's best | LeDiFlow at NFE <= 4 vs "
-             "the baseline's best | paired difference, against the baseline at the same solver and NFE | stops (LeDiFlow / baseline) | hypothesis |",
+             "the baseline's best | paired difference, against the baseline at the same solver and NFE | "
+             "stops (LeDiFlow / baseline) | hypothesis |",
              "|" + "---|" * 8]
     grids = []
     for name, hypothesis in hypotheses.items():
