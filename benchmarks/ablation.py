@@ -83,7 +83,8 @@ def set_up(repo: Path, profile: str, leave_out: list[str]) -> None:
     sh(["git", "config", "user.name", "ledi_kedro ablation"], repo)
     sh(["git", "config", "user.email", "ablation@localhost"], repo)
     for name, content in profile_files(profile, leave_out).items():
-        text = f"# the {profile} profile (conf/{profile}), written by benchmarks/ablation.py\n" + yaml.safe_dump(content)
+        head = f"# the {profile} profile (conf/{profile}), written by benchmarks/ablation.py\n"
+        text = head + yaml.safe_dump(content)
         (repo / "conf" / "local" / name).write_text(text)
     with (repo / ".git" / "info" / "exclude").open("a") as exclude:  # the runs' logs and the table stay out of git
         exclude.write("/*.log\n/results.md\n")
@@ -146,6 +147,9 @@ def arm_summary(metrics: dict) -> dict:
     return {"ledi": ledi, "baseline": base, "verdict": verdict}
 
 
+PAIRED = {"noise": "within the noise", "ledi": "LeDiFlow better", "gaussian": "baseline better"}
+
+
 def table(repo: Path, arms: list[dict], not_in_base: list[str]) -> str:
     refs = {"base": base_rev(repo), **experiment_refs(repo)}
     base = "the profile" + (f" without {', '.join(not_in_base)} (conf/base's)" if not_in_base else "")
@@ -167,7 +171,7 @@ def table(repo: Path, arms: list[dict], not_in_base: list[str]) -> str:
         lines.append(f"| {name} | {s['ledi'][1]} @ {s['ledi'][2]}: {fmt(s['ledi'][0], s['ledi'][3])} | "
                      f"{fmt(ls['held_out_codes_quality'], ls['held_out_codes_interval'])} | {s['baseline'][1]} @ "
                      f"{s['baseline'][2]}: {fmt(s['baseline'][0], s['baseline'][3])} | {s['verdict']} | "
-                     f"{'within the noise' if paired == 'noise' else 'LeDiFlow better' if paired == 'ledi' else 'baseline better'}"
+                     f"{PAIRED[paired]}"
                      f" | {stops} | "
                      f"{hypothesis} |")
         grids += [f"\n{name}: FD (95% interval) by NFE", "| solver | model | " + " | ".join(NFES) + " |",
@@ -203,7 +207,8 @@ def main() -> None:
         for arm in arms:
             if arm["name"] not in experiment_refs(repo):
                 print(f"ablation: arm {arm['name']} took {run_arm(repo, arm):.1f} min", flush=True)
-    text = f"CIFAR-10 ablation on the {spec['profile']} profile in {repo}\n\n" + table(repo, arms, spec.get("not_in_base", []))
+    text = (f"CIFAR-10 ablation on the {spec['profile']} profile in {repo}\n\n"
+            + table(repo, arms, spec.get("not_in_base", [])))
     print(text)
     atomic_write_bytes(repo / "results.md", (text + "\n").encode())
 
