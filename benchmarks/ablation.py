@@ -40,9 +40,11 @@ METRICS = "data/08_reporting/metrics.json"
 NFES = ("1", "2", "4", "8", "16", "64")
 
 
-def sh(cmd: list[str], cwd: Path, log: Path | None = None) -> str:
-    """Run ``cmd`` in ``cwd``; its output (to ``log`` when given); exits with the command's tail on failure."""
-    print(f"$ (cd {cwd} && {' '.join(cmd)})", flush=True)
+def sh(cmd: list[str], cwd: Path, log: Path | None = None, echo: bool = True) -> str:
+    """Run ``cmd`` in ``cwd`` (printed when ``echo``); its output (to ``log`` when given); exits with the
+    command's tail on failure."""
+    if echo:
+        print(f"$ (cd {cwd} && {' '.join(cmd)})", flush=True)
     if log is None:
         done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
         if done.returncode:
@@ -97,7 +99,7 @@ BASE_SUBJECT = "ablation: base arm"
 
 def base_rev(repo: Path) -> str | None:
     """The base arm's commit in ``repo`` (None before it ran)."""
-    return sh(["git", "log", "--format=%H", "-n", "1", f"--grep=^{BASE_SUBJECT}"], repo).strip() or None
+    return sh(["git", "log", "--format=%H", "-n", "1", f"--grep=^{BASE_SUBJECT}"], repo, echo=False).strip() or None
 
 
 def run_base(repo: Path) -> None:
@@ -110,7 +112,7 @@ def run_base(repo: Path) -> None:
 
 def experiment_refs(repo: Path) -> dict[str, str]:
     """Experiment name -> its git ref."""
-    out = sh(["git", "for-each-ref", "--format=%(refname)", "refs/exps"], repo)
+    out = sh(["git", "for-each-ref", "--format=%(refname)", "refs/exps"], repo, echo=False)
     return {ref.rsplit("/", 1)[-1]: ref for ref in out.split() if ref.count("/") >= 4}
 
 
@@ -163,7 +165,7 @@ def table(repo: Path, arms: list[dict], not_in_base: list[str]) -> str:
         if not refs.get(name):
             lines.append(f"| {name} | not run | | | | | | {hypothesis} |")
             continue
-        m = json.loads(sh(["git", "show", f"{refs[name]}:{METRICS}"], repo))
+        m = json.loads(sh(["git", "show", f"{refs[name]}:{METRICS}"], repo, echo=False))
         s, t, ls = arm_summary(m), m["training"], m["latent_sampler"]
         paired = m["solvers"][s["ledi"][1]]["better"][str(s["ledi"][2])]  # ledi | gaussian | noise
         stops = " / ".join(f"{t[k]['steps']} ({'plateau' if t[k]['stop_reason'] != 'step_cap' else 'cap'})"
