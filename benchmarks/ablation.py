@@ -173,9 +173,7 @@ def table(repo: Path, arms: list[dict], not_in_base: list[str]) -> str:
         lines.append(f"| {name} | {s['ledi'][1]} @ {s['ledi'][2]}: {fmt(s['ledi'][0], s['ledi'][3])} | "
                      f"{fmt(ls['held_out_codes_quality'], ls['held_out_codes_interval'])} | {s['baseline'][1]} @ "
                      f"{s['baseline'][2]}: {fmt(s['baseline'][0], s['baseline'][3])} | {s['verdict']} | "
-                     f"{PAIRED[paired]}"
-                     f" | {stops} | "
-                     f"{hypothesis} |")
+                     f"{PAIRED[paired]} | {stops} | {hypothesis} |")
         grids += [f"\n{name}: FD (95% interval) by NFE", "| solver | model | " + " | ".join(NFES) + " |",
                   "|" + "---|" * (len(NFES) + 2)]
         for solver, entry in m["solvers"].items():

@@ -67,9 +67,8 @@ def fm_learned_prior_loss(prior: PriorModel, noise_scale: float, time_sampler: T
         y, mu_z, logvar_z = batch["images"], batch["mu_z"], batch["logvar_z"]
         with torch.no_grad():
             z = reparameterize(mu_z, logvar_z, _randn_like(mu_z, g))
-            mean, logvar = prior.decode(z)
-            # The same draws as prior.sample_x0(z, noise_scale, generator=g).
-            x0 = (mean + noise_scale * torch.exp(0.5 * logvar) * _randn_like(mean, g)).float()
+            x0, mean, logvar = prior.sample_x0_and_moments(z, noise_scale, generator=g)
+            x0 = x0.float()
         t = sample_time(y.shape[0], time_sampler, generator=g, device=y.device)
         if not prior_channels:
             return fm_loss(model, x0, y, t)

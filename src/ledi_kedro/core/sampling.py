@@ -183,11 +183,10 @@ class LeDiFlowSampler(FlowSampler):
     def x0_from_z(self, z: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
         """x0 = mu(z) + s exp(lv(z)/2) eps. With ``prior_channels`` it also keeps [mu(z), lv(z)] for the image
         ODE that starts from this x0 (every path to the ODE draws its x0 here)."""
-        if not self.prior_channels:
-            return self.prior_model.sample_x0(z, self.prior_noise_scale, eps=eps)
-        mean, logvar = self.prior_model.decode(z)
-        self._condition = torch.cat([mean, logvar], dim=1)
-        return mean + self.prior_noise_scale * torch.exp(0.5 * logvar) * eps
+        x0, mean, logvar = self.prior_model.sample_x0_and_moments(z, self.prior_noise_scale, eps=eps)
+        if self.prior_channels:
+            self._condition = torch.cat([mean, logvar], dim=1)
+        return x0
 
     def _velocity(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         if not self.prior_channels:

@@ -86,7 +86,14 @@ class PriorModel(nn.Module):
     def sample_x0(self, z: torch.Tensor, noise_scale: float = 1.0,
                   generator: torch.Generator | None = None, eps: torch.Tensor | None = None) -> torch.Tensor:
         """x0 = mu(z) + s * exp(lv(z) / 2) * eps: a draw from the learned prior P_L(x | z)."""
+        return self.sample_x0_and_moments(z, noise_scale, generator, eps)[0]
+
+    @torch.no_grad()
+    def sample_x0_and_moments(self, z: torch.Tensor, noise_scale: float = 1.0,
+                              generator: torch.Generator | None = None,
+                              eps: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x0 as :meth:`sample_x0` draws it, with the mean mu(z) and log-variance lv(z) it was drawn from."""
         mean, logvar = self.decode(z)
         if eps is None:
             eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
-        return mean + noise_scale * torch.exp(0.5 * logvar) * eps
+        return mean + noise_scale * torch.exp(0.5 * logvar) * eps, mean, logvar
