@@ -88,8 +88,9 @@ def test_pixel_chain(tmp_path):
     assert (tmp_path / "ckpt" / "fm_ledi" / "step_00000006").is_dir()
 
 
-def test_latent_chain_with_the_prior_as_input_channels(tmp_path):
-    out = run_chain(tmp_path, space="latent", extra={("fm", "prior_channels"): True})
+def test_latent_chain_with_the_prior_as_input_channels_and_warmth(tmp_path):
+    warmth = {"enabled": True, "grid": [0.0, 1.0], "nfe": [1, 4]}
+    out = run_chain(tmp_path, space="latent", extra={("fm", "prior_channels"): True, ("fm", "warmth"): warmth})
     ae = out["autoencoder_model"]
     assert ae.kind == "autoencoder" and float(ae.ema.scale) > 0
     latents = out["train_model_input"]["images"]
@@ -105,6 +106,13 @@ def test_latent_chain_with_the_prior_as_input_channels(tmp_path):
     sampler = make_sampler(ledi, out["prior_model"], out["latent_flow_model"], ae)
     res = sampler.sample(3, nfe=2, solver="midpoint", seed=0)
     assert res.x0.shape == (3, 2, 4, 4) and res.images.shape == (3, 1, 8, 8)
+    # warmth: LeDiFlow's model is told w, chosen after training for each listed NFE from the grid by FD
+    assert ledi.config.warmth_input and not gaussian.config.warmth_input and gaussian.meta["warmth_by_nfe"] == []
+    fd = out["ledi.fm_metrics"]["warmth_fd"]
+    assert set(fd) == {"1", "4"} and all(set(row) == {"0", "1"} and min(row.values()) > 0 for row in fd.values())
+    chosen = dict((int(n), w) for n, w in ledi.meta["warmth_by_nfe"])
+    assert chosen == {n: float(min(fd[str(n)], key=fd[str(n)].get)) for n in (1, 4)}
+    assert sampler.warmth_by_nfe == chosen and "warmth_fd" not in out["gaussian.fm_metrics"]
 
 
 @pytest.mark.parametrize("change, message", [

@@ -187,12 +187,30 @@ class MonitorParams:
 
 
 @dataclass(frozen=True)
+class WarmthParams:
+    """Warm-Start Diffusion's warmth (arXiv 2507.09212) for LeDiFlow: trained on sigma blended toward 1 by a random
+    w ~ U(0, 1) that the flow model is told; after training, w is chosen per NFE from ``grid`` (FD of
+    ``fm.monitor.n_samples`` images against held-out images outside the monitor's reference)."""
+
+    enabled: bool
+    grid: list[float]  # the warmths tried at each NFE
+    nfe: list[int]  # the NFEs a warmth is chosen for; another NFE uses the choice of the next lower one
+
+    def __post_init__(self) -> None:
+        if not self.grid or any(not 0.0 <= w <= 1.0 for w in self.grid):
+            raise ValueError(f"warmth.grid must be warmths in [0, 1], got {list(self.grid)}")
+        if not self.nfe or any(n < 1 for n in self.nfe):
+            raise ValueError(f"warmth.nfe must be positive NFEs, got {list(self.nfe)}")
+
+
+@dataclass(frozen=True)
 class FMParams:
     model: DiTConfig
     train: TrainConfig
     time_sampler: TimeSamplerName
     prior_noise_scale: float  # s in x0 = mu(z) + s * exp(lv(z) / 2) * eps
     prior_channels: bool  # LeDiFlow's flow model also sees mu(z) and lv(z) of its x0 as input channels
+    warmth: WarmthParams
     monitor: MonitorParams
 
     def __post_init__(self) -> None:

@@ -142,3 +142,33 @@ def test_ledi_loss_draws_x0_from_the_prior_and_can_show_the_model_its_mean_and_l
     assert seen[-1].shape == (4, 3, 8, 8)
     torch.testing.assert_close(seen[-1][:, :1], seen[-2])
     torch.testing.assert_close(seen[-1][:, 1:], torch.cat([mean, logvar], 1))
+
+
+def test_warm_ledi_loss_blends_sigma_toward_one_and_tells_the_model_w():
+    from ledi_kedro.core.models import PriorConfig, PriorModel, reparameterize
+    from ledi_kedro.core.objectives import fm_learned_prior_loss
+
+    torch.manual_seed(0)
+    prior = PriorModel(PriorConfig(in_channels=1, resolution=8, z_dim=3, base_channels=4)).eval()
+    batch = {"images": torch.rand(4, 1, 8, 8) * 2 - 1, "mu_z": torch.randn(4, 3), "logvar_z": torch.zeros(4, 3)}
+    seen = {}
+
+    def model(x, t, warmth):
+        seen["x"], seen["warmth"] = x, warmth
+        return x * 0
+
+    got = fm_learned_prior_loss(prior, 1.5, "uniform", False, warmth=True)(model, batch, torch.Generator().manual_seed(7))
+    # the same draws in the same order: w ~ U(0, 1) per image, z ~ q(z | y), eps, t
+    g = torch.Generator().manual_seed(7)
+    w = torch.rand(4, generator=g)
+    z = reparameterize(batch["mu_z"], batch["logvar_z"], torch.randn(4, 3, generator=g))
+    with torch.no_grad():
+        mean, logvar = prior.decode(z)
+    eps = torch.randn(mean.shape, generator=g)
+    sigma = (1 - w)[:, None, None, None] * torch.exp(0.5 * logvar) + w[:, None, None, None]
+    x0 = mean + 1.5 * sigma * eps
+    t = sample_time(4, "uniform", generator=g)
+    torch.testing.assert_close(seen["warmth"], w)
+    torch.testing.assert_close(got, (batch["images"] - x0).pow(2).mean())  # v = 0: the loss is |x1 - x0|^2
+    xt = (1 - t)[:, None, None, None] * x0 + t[:, None, None, None] * batch["images"]
+    torch.testing.assert_close(seen["x"], xt)

@@ -36,6 +36,25 @@ def test_dit_learns_and_depends_on_time():
         assert float((model(x, 0.2) - model(x, 0.8)).abs().mean()) > 0.1
 
 
+def test_dit_warmth_input_starts_closed_and_is_required():
+    torch.manual_seed(0)
+    warm = DiT(DiTConfig(in_channels=1, resolution=8, patch_size=2, size="T", warmth_input=True))
+    with torch.no_grad():
+        for name, p in warm.named_parameters():
+            if not name.startswith("w_embed.mlp.2"):  # everything but the warmth's closed output layer
+                p.add_(0.05 * torch.randn(p.shape))
+    x, t = torch.randn(2, 1, 8, 8), torch.rand(2)
+    with torch.no_grad():
+        torch.testing.assert_close(warm(x, t, warmth=0.0), warm(x, t, warmth=torch.tensor([1.0, 0.3])))
+        warm.w_embed.mlp[2].weight.add_(0.05 * torch.randn(warm.w_embed.mlp[2].weight.shape))
+        assert float((warm(x, t, warmth=0.0) - warm(x, t, warmth=1.0)).abs().max()) > 1e-4
+    with pytest.raises(ValueError, match="trained with a warmth input"):
+        warm(x, t)
+    cold = DiT(DiTConfig(in_channels=1, resolution=8, patch_size=2, size="T"))
+    with pytest.raises(ValueError, match="has no warmth input"):
+        cold(x, t, warmth=0.5)
+
+
 def test_dit_registry_and_errors():
     assert {"S", "B"} <= set(DIT_SIZES)
     cfg = DiTConfig(size="B", resolution=32, patch_size=2)

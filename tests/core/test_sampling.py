@@ -25,7 +25,8 @@ def samplers():
     prior = PriorModel(PriorConfig(in_channels=1, resolution=8, z_dim=6, base_channels=8)).eval()
     latent = randomised(LatentFlow(LatentFlowConfig(z_dim=6, hidden=16, depth=1)), seed=1)
     return GaussianSampler(flow, SHAPE), LeDiFlowSampler(flow, prior, latent, SHAPE, prior_noise_scale=1.0,
-                                                               prior_channels=False, sample_steps=4,
+                                                               prior_channels=False, warmth_by_nfe=None,
+                                                               sample_steps=4,
                                                                sample_solver="midpoint")
 
 
@@ -71,7 +72,7 @@ def test_with_prior_channels_the_flow_sees_the_priors_mean_and_log_variance_of_i
     _, plain = samplers
     spy = SpyFlow()
     ledi = LeDiFlowSampler(spy, plain.prior_model, plain.latent_flow, SHAPE, prior_noise_scale=1.0,
-                           prior_channels=True, sample_steps=4, sample_solver="midpoint")
+                           prior_channels=True, warmth_by_nfe=None, sample_steps=4, sample_solver="midpoint")
     res = ledi.sample(3, steps=2, solver="euler", seed=4)
     assert res.images.shape == (3, *SHAPE) and len(spy.inputs) == 2
     with torch.no_grad():
@@ -89,6 +90,45 @@ def test_with_prior_channels_the_flow_sees_the_priors_mean_and_log_variance_of_i
     assert ledi.interpolate(1, 2, n_points=4, steps=1).images.shape == (4, *SHAPE)
     known, mask = torch.zeros(2, *SHAPE), torch.ones(2, *SHAPE)
     assert ledi.inpaint(known, mask, steps=1).images.shape == (2, *SHAPE)
+
+
+class WarmthSpy(SpyFlow):
+    """SpyFlow that also records the warmth it is told."""
+
+    def __init__(self):
+        super().__init__()
+        self.warmths: list = []
+
+    def forward(self, x, t, warmth=None):
+        self.warmths.append(warmth)
+        return super().forward(x, t)
+
+
+def test_a_warm_sampler_looks_its_warmth_up_by_the_calls_nfe_and_blends_sigma_toward_one(samplers):
+    _, plain = samplers
+    spy = WarmthSpy()
+    ledi = LeDiFlowSampler(spy, plain.prior_model, plain.latent_flow, SHAPE, prior_noise_scale=1.0,
+                           prior_channels=False, warmth_by_nfe={4: 0.0, 1: 1.0}, sample_steps=4,
+                           sample_solver="midpoint")
+    assert [ledi.warmth_for(n) for n in (1, 2, 3, 4, 64, None)] == [1.0, 1.0, 1.0, 0.0, 0.0, 0.0]
+    hot = ledi.sample(3, nfe=2, solver="euler", seed=4)  # NFE 2 -> the entry of NFE 1: w = 1
+    assert spy.warmths == [1.0, 1.0]
+    with torch.no_grad():
+        mean, logvar = ledi.prior_model.decode(hot.z)
+    # w = 1: x0 - mu is the unit noise itself, the same eps as the cold sampler's x0 - mu over its sigma
+    cold = plain.sample(3, steps=1, seed=4)
+    torch.testing.assert_close(hot.x0 - mean, (cold.x0 - mean) / torch.exp(0.5 * logvar))
+    spy.warmths.clear()
+    same = ledi.sample(3, steps=2, solver="midpoint", seed=4)  # 2 midpoint steps = NFE 4 -> w = 0
+    assert spy.warmths == [0.0] * 4
+    torch.testing.assert_close(same.x0, cold.x0)  # w = 0 is the learned prior itself
+    spy.warmths.clear()
+    ledi.sample_from_codes(torch.zeros(2, 6), torch.zeros(2, 6), nfe=1)
+    ledi.interpolate(1, 2, n_points=3, nfe=4, solver="midpoint")
+    assert spy.warmths == [1.0] + [0.0] * 4
+    with pytest.raises(ValueError, match="at least one NFE"):
+        LeDiFlowSampler(spy, plain.prior_model, plain.latent_flow, SHAPE, prior_noise_scale=1.0,
+                        prior_channels=False, warmth_by_nfe={}, sample_steps=4, sample_solver="midpoint")
 
 
 def test_interpolation_end_points(samplers):

@@ -76,8 +76,9 @@ def _check_value(value: Any, hint: Any, where: str) -> Any:
 
 
 def from_data(default: Any = None) -> Any:
-    """A config field that the data determine (channels, resolution, ...): not a parameter, filled
-    with ``dataclasses.replace`` once the data are known; ``None`` until then."""
+    """A config field that the data determine (channels, resolution, ...), or another setting does (DiT's warmth
+    input, from ``fm.warmth``): not a parameter, filled with ``dataclasses.replace`` by the node that trains the
+    model; ``None`` (or ``default``) until then."""
     return dataclasses.field(default=default, metadata={"from_data": True})
 
 

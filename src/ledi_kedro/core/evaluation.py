@@ -135,7 +135,9 @@ def sweep(samplers: dict[str, FlowSampler], embed: Embed, reference: torch.Tenso
 
 @torch.no_grad()
 def prior_only_features(sampler: LeDiFlowSampler, embed: Embed, n: int, batch: int, seed: int = 0) -> torch.Tensor:
-    """Embeddings of LeDiFlow's x0 (the learned prior's draws, no image ODE), decoded if latent."""
+    """Embeddings of LeDiFlow's x0 (the learned prior's draws, no image ODE), decoded if latent; with a warmth
+    input, x0 as its one-step samples draw it."""
+    sampler.prepare("euler", nfe=1)
     feats = []
     for b, start in enumerate(range(0, n, batch)):
         g = torch.Generator(device=sampler.device).manual_seed(seed + b)
@@ -158,6 +160,31 @@ def flow_quality_monitor(sampler_for: Callable[[torch.nn.Module], FlowSampler], 
         return frechet_distance(gen.features, reference)
 
     return evaluate
+
+
+@dataclass(frozen=True)
+class WarmthChoice:
+    """The warmth chosen per NFE (``by_nfe``) and the FD of every warmth tried (``fd[nfe][w]``)."""
+
+    by_nfe: dict[int, float]
+    fd: dict[int, dict[float, float]]
+
+
+def choose_warmth(sampler_with: Callable[[float], LeDiFlowSampler], embed: Embed, reference_images: torch.Tensor,
+                  grid: list[float], nfes: list[int], n_samples: int, solver: str = "midpoint", batch_size: int = 250,
+                  seed: int = 0) -> WarmthChoice:
+    """Warm-Start Diffusion's per-NFE warmth: for each NFE, the warmth w in ``grid`` whose ``n_samples`` images
+    (fixed seeds, the same for every w) have the lowest FD against ``reference_images``. ``sampler_with(w)`` is
+    the sampler with warmth w at every NFE; an NFE that ``solver`` cannot spend exactly is sampled with euler."""
+    reference = embed(reference_images)
+    fd: dict[int, dict[float, float]] = {nfe: {} for nfe in nfes}
+    for w in grid:
+        sampler = sampler_with(w)
+        for nfe in nfes:
+            at = solver if nfe % stages(solver) == 0 else "euler"
+            gen = generate_and_embed(sampler, embed, n_samples, min(batch_size, n_samples), at, nfe=nfe, seed=seed)
+            fd[nfe][w] = frechet_distance(gen.features, reference)
+    return WarmthChoice({nfe: min(row, key=row.get) for nfe, row in fd.items()}, fd)
 
 
 def latent_quality_monitor(code_images: Callable[[torch.Tensor], torch.Tensor], embed: Embed,

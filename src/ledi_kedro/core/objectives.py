@@ -58,22 +58,30 @@ def latent_flow_loss(time_sampler: TimeSamplerName = "uniform") -> Callable:
 
 
 def fm_learned_prior_loss(prior: PriorModel, noise_scale: float, time_sampler: TimeSamplerName,
-                          prior_channels: bool) -> Callable:
+                          prior_channels: bool, warmth: bool = False) -> Callable:
     """LeDiFlow: x0 = mu(z) + s exp(lv(z)/2) eps with z ~ q(z | y) of the same image y, then FM x0 -> y. With
-    ``prior_channels`` the model sees [x_t, mu(z), lv(z)] (3C channels in, C out)."""
+    ``prior_channels`` the model sees [x_t, mu(z), lv(z)] (3C channels in, C out). With ``warmth`` each image
+    draws w ~ U(0, 1), its x0 has sigma blended toward 1 (mu + s ((1 - w) sigma + w) eps) and the model is
+    told w (its ``warmth`` input), so one model serves every warmth chosen at sampling time."""
     prior.eval().requires_grad_(False)
 
     def loss(model: nn.Module, batch: dict[str, torch.Tensor], g: torch.Generator):
         y, mu_z, logvar_z = batch["images"], batch["mu_z"], batch["logvar_z"]
+        w = torch.rand(y.shape[0], generator=g, device=y.device) if warmth else None
         with torch.no_grad():
             z = reparameterize(mu_z, logvar_z, _randn_like(mu_z, g))
-            x0, mean, logvar = prior.sample_x0_and_moments(z, noise_scale, generator=g)
+            x0, mean, logvar = prior.sample_x0_and_moments(z, noise_scale, generator=g, warmth=w)
             x0 = x0.float()
         t = sample_time(y.shape[0], time_sampler, generator=g, device=y.device)
-        if not prior_channels:
-            return fm_loss(model, x0, y, t)
-        condition = torch.cat([mean, logvar], dim=1).float()
-        return fm_loss(lambda xt, tt: model(torch.cat([xt, condition.to(xt.dtype)], dim=1), tt), x0, y, t)
+        condition = torch.cat([mean, logvar], dim=1).float() if prior_channels else None
+        conditioning = {"warmth": w} if warmth else {}
+
+        def velocity(xt: torch.Tensor, tt: torch.Tensor) -> torch.Tensor:
+            if condition is not None:
+                xt = torch.cat([xt, condition.to(xt.dtype)], dim=1)
+            return model(xt, tt, **conditioning)
+
+        return fm_loss(velocity, x0, y, t)
 
     return loss
 

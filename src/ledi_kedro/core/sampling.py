@@ -7,6 +7,8 @@ LeDiFlow's overhead (``latent_nfe``: the latent sampler).
 
 LeDiFlow: w ~ N(0, I) -> z by the latent flow ODE -> x0 = mu(z) + s exp(lv(z)/2) eps -> image ODE.
 Baseline: x0 ~ N(0, I) -> image ODE.
+A LeDiFlow model trained with a warmth input (Warm-Start Diffusion) draws x0 = mu + s ((1 - w) sigma + w) eps
+and is told w, with w looked up by the NFE of the call (``warmth_by_nfe``).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import torch
 from torch import nn
 
 from .distributed import synchronize
-from .solvers import integrate
+from .solvers import ADAPTIVE_SOLVERS, integrate, stages
 
 Decode = Callable[[torch.Tensor], torch.Tensor]
 
@@ -75,9 +77,14 @@ class FlowSampler:
         # bf16 autocast of the network on CUDA; the ODE state itself stays fp32.
         self.autocast = precision == "bf16" and self.device.type == "cuda"
 
-    def _velocity(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def _velocity(self, x: torch.Tensor, t: torch.Tensor, **conditioning) -> torch.Tensor:
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast):
-            return self.flow(x, t.expand(x.shape[0])).to(x.dtype)
+            return self.flow(x, t.expand(x.shape[0]), **conditioning).to(x.dtype)
+
+    def prepare(self, solver: str, steps: int | None = None, nfe: int | None = None) -> None:
+        """Set up a call with this solver and budget before x0 is drawn (LeDiFlow looks up its warmth here).
+        Every sampling method calls it; code that calls :meth:`draw_x0` and :meth:`flow_from` itself calls it
+        first."""
 
     def to_images(self, x: torch.Tensor) -> torch.Tensor:
         """Points of the flow's space as images: decoded through the autoencoder for latent models."""
@@ -103,6 +110,7 @@ class FlowSampler:
         """Draw ``n`` images; the same seed gives the same images."""
         if n < 1:
             raise ValueError(f"n must be positive, got {n}")
+        self.prepare(solver, steps, nfe)
         g = _generator(seed, self.device)
         synchronize(self.device)
         start = time.perf_counter()
@@ -122,6 +130,7 @@ class FlowSampler:
         (1 - t) x0 + t y, so the flow only has to make the unknown region consistent with it.
         Works in the flow's own space (use an autoencoder's latents for latent models).
         """
+        self.prepare(solver, steps, nfe)
         known = known.to(self.device)
         mask = mask.to(self.device, known.dtype).expand_as(known)
         g = _generator(seed, self.device)
@@ -157,19 +166,24 @@ class LeDiFlowSampler(FlowSampler):
     """Learned prior: latent flow -> prior decoder -> image flow."""
 
     def __init__(self, flow: nn.Module, prior_model: nn.Module, latent_flow: nn.Module,
-                 shape: tuple[int, int, int], *, prior_noise_scale: float, prior_channels: bool, sample_steps: int,
-                 sample_solver: str, decode: Decode | None = None, device: torch.device | str | None = None,
-                 precision: str = "fp32"):
+                 shape: tuple[int, int, int], *, prior_noise_scale: float, prior_channels: bool,
+                 warmth_by_nfe: dict[int, float] | None, sample_steps: int, sample_solver: str,
+                 decode: Decode | None = None, device: torch.device | str | None = None, precision: str = "fp32"):
         """``prior_noise_scale`` (s in x0 = mu(z) + s exp(lv(z)/2) eps), ``prior_channels`` (the flow also sees
-        mu(z) and lv(z) of its x0 as input channels), ``sample_solver`` and ``sample_steps`` (the latent sampler's
-        ODE) have no defaults here and carry their YAML names: the project's live in conf/base
-        (``fm.prior_noise_scale``, ``fm.prior_channels``, ``latent_flow.sample_solver`` and ``sample_steps``) and
-        travel with the trained models' records (:func:`ledi_kedro.core.artifacts.make_sampler`)."""
+        mu(z) and lv(z) of its x0 as input channels), ``warmth_by_nfe`` (NFE -> warmth w for a flow model with a
+        warmth input; None for the others), ``sample_solver`` and ``sample_steps`` (the latent sampler's ODE)
+        have no defaults here and carry their YAML names: the project's live in conf/base (``fm.prior_noise_scale``,
+        ``fm.prior_channels``, ``fm.warmth``, ``latent_flow.sample_solver`` and ``sample_steps``) and travel with
+        the trained models' records (:func:`ledi_kedro.core.artifacts.make_sampler`)."""
         super().__init__(flow, shape, decode, device, precision)
         self.prior_model = prior_model.eval()
         self.latent_flow = latent_flow.eval()
         self.prior_noise_scale = prior_noise_scale
         self.prior_channels = prior_channels
+        if warmth_by_nfe is not None and not warmth_by_nfe:
+            raise ValueError("warmth_by_nfe: give at least one NFE -> warmth pair, or None for no warmth input")
+        self.warmth_by_nfe = dict(sorted(warmth_by_nfe.items())) if warmth_by_nfe else None
+        self._warmth: float | None = None  # the warmth of the call in progress (see prepare)
         self._condition: torch.Tensor | None = None  # [mu(z), lv(z)] of the x0 being integrated (prior_channels)
         self.sample_steps, self.sample_solver = sample_steps, sample_solver
         self.z_dim = prior_model.config.z_dim
@@ -183,17 +197,37 @@ class LeDiFlowSampler(FlowSampler):
     def x0_from_z(self, z: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
         """x0 = mu(z) + s exp(lv(z)/2) eps. With ``prior_channels`` it also keeps [mu(z), lv(z)] for the image
         ODE that starts from this x0 (every path to the ODE draws its x0 here)."""
-        x0, mean, logvar = self.prior_model.sample_x0_and_moments(z, self.prior_noise_scale, eps=eps)
+        x0, mean, logvar = self.prior_model.sample_x0_and_moments(z, self.prior_noise_scale, eps=eps,
+                                                                  warmth=self._warmth)
         if self.prior_channels:
             self._condition = torch.cat([mean, logvar], dim=1)
         return x0
 
-    def _velocity(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        if not self.prior_channels:
-            return super()._velocity(x, t)
-        if self._condition is None or self._condition.shape[0] != x.shape[0]:
-            raise RuntimeError("prior_channels: the image ODE must start from an x0 drawn by x0_from_z")
-        return super()._velocity(torch.cat([x, self._condition.to(x.dtype)], dim=1), t)
+    def warmth_for(self, nfe: int | None) -> float | None:
+        """The warmth for a call that spends ``nfe`` image-flow evaluations (None: adaptive): the entry of the
+        largest listed NFE <= ``nfe`` (the smallest listed below it; the largest for an adaptive solver);
+        None for a flow model without a warmth input."""
+        if self.warmth_by_nfe is None:
+            return None
+        listed = list(self.warmth_by_nfe)
+        below = [n for n in listed if nfe is None or n <= nfe]
+        return self.warmth_by_nfe[max(below) if below else min(listed)]
+
+    def prepare(self, solver: str, steps: int | None = None, nfe: int | None = None) -> None:
+        if solver in ADAPTIVE_SOLVERS:
+            nfe = None
+        elif steps is not None:
+            nfe = steps * stages(solver)
+        self._warmth = self.warmth_for(nfe)
+
+    def _velocity(self, x: torch.Tensor, t: torch.Tensor, **conditioning) -> torch.Tensor:
+        if self._warmth is not None:
+            conditioning["warmth"] = self._warmth
+        if self.prior_channels:
+            if self._condition is None or self._condition.shape[0] != x.shape[0]:
+                raise RuntimeError("prior_channels: the image ODE must start from an x0 drawn by x0_from_z")
+            x = torch.cat([x, self._condition.to(x.dtype)], dim=1)
+        return super()._velocity(x, t, **conditioning)
 
     def draw_x0(self, n: int, generator: torch.Generator):
         w = torch.randn((n, self.z_dim), generator=generator, device=self.device)
@@ -220,6 +254,7 @@ class LeDiFlowSampler(FlowSampler):
         """LeDiFlow started from given encoder moments (n, z_dim) instead of the latent sampler: z ~ q(z | y)
         = mu_z + exp(logvar_z / 2) eps_z, then x0 from the prior and the image ODE. With the codes of real
         images this is what a perfect latent sampler would give (the evaluation's diagnostic rows)."""
+        self.prepare(solver, steps, nfe)
         g = _generator(seed, self.device)
         mu, logvar = mu_z.to(self.device), logvar_z.to(self.device)
         z = mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, generator=g, device=self.device)
@@ -245,6 +280,7 @@ class LeDiFlowSampler(FlowSampler):
         """
         if space not in ("w", "z"):
             raise ValueError(f"space must be 'w' or 'z', got {space!r}")
+        self.prepare(solver, steps, nfe)
         ws = [torch.randn((1, self.z_dim), generator=_generator(s, self.device), device=self.device)
               for s in (seed_a, seed_b)]
         alpha = torch.linspace(0, 1, n_points, device=self.device)

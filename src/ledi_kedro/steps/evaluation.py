@@ -392,7 +392,8 @@ def _memorisation_summary(rows: list[dict[str, Any]], ev: EvaluateParams) -> tup
     return out, warnings
 
 
-TRAINING_STATUS_KEYS = ("stop_reason", "steps", "step_cap", "best_quality", "final_quality", "evaluations", "monitor")
+TRAINING_STATUS_KEYS = ("stop_reason", "steps", "step_cap", "best_quality", "final_quality", "evaluations", "monitor",
+                        "warmth_by_nfe", "warmth_fd")
 
 
 @dataclass

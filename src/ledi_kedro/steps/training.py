@@ -28,14 +28,14 @@ from ledi_kedro.core.embedders import (
     PRETRAINED_JUDGE, PRETRAINED_NAME, ClipEmbedder, InceptionEmbedder, build_embedder, pretrained_judge,
 )
 from ledi_kedro.core.encoding import encode_latents, encode_moments, fit_latent_scale
-from ledi_kedro.core.evaluation import flow_quality_monitor, latent_quality_monitor
+from ledi_kedro.core.evaluation import choose_warmth, flow_quality_monitor, latent_quality_monitor
 from ledi_kedro.core.metrics.model_quality import classifier_accuracy, prior_metrics, reconstruction_psnr
 from ledi_kedro.core.models import DiT, DomainClassifier, KLAutoencoder, LatentFlow, PriorModel
 from ledi_kedro.core.models.autoencoder import AutoencoderConfig
 from ledi_kedro.core.objectives import (
     autoencoder_loss, classifier_loss, fm_gaussian_prior_loss, fm_learned_prior_loss, latent_flow_loss, prior_loss,
 )
-from ledi_kedro.core.subsets import seeded_rows
+from ledi_kedro.core.subsets import seeded_indices, seeded_rows
 from ledi_kedro.core.trainer import EvaluateFn, LossFn, TrainConfig, Trainer, TrainResult, plateau_reached
 from ledi_kedro.params import (
     AutoencoderParams, EmbedderParams, FMParams, FMVariant, LatentFlowParams, PriorParams, RunParams, with_run,
@@ -310,6 +310,38 @@ def _flow_monitor(p: FMParams, v: FMVariant, run: RunParams, cfg, meta: dict[str
                                 v.monitor_nfe, p.monitor.solver, p.monitor.batch_size, seed=run.seed)
 
 
+def _warmth_choice(ema: nn.Module, p: FMParams, run: RunParams, cfg, meta: dict[str, Any], prior_model: TrainedModel,
+                   latent_flow_model: TrainedModel, autoencoder_model: TrainedModel, quality_embedder: TrainedModel,
+                   test_images: dict[str, Any]) -> dict[str, Any]:
+    """The record's warmth per NFE (``fm.warmth``), chosen on held-out images outside the monitor's reference
+    (which the evaluation's reference shares), so that no image the reported figures are measured against
+    takes part in the choice; ``warmth_fd``: every FD tried."""
+    device = resolve_device(run.device)
+    n_test = int(test_images["images"].shape[0])
+    outside = torch.ones(n_test, dtype=torch.bool)
+    outside[seeded_indices(n_test, p.monitor.n_reference, run.seed)] = False
+    rest = outside.nonzero()[:, 0]
+    if len(rest) < 2:
+        raise ValueError(f"fm.warmth.enabled: the warmth is chosen on held-out images outside the monitor's "
+                         f"{p.monitor.n_reference} (fm.monitor.n_reference), and the test split has {n_test}: "
+                         "lower fm.monitor.n_reference or raise preprocess.test_fraction")
+    rows = rest[seeded_indices(len(rest), p.monitor.n_reference, run.seed + 5)]
+    reference = as_float(test_images["images"][rows])
+
+    def sampler_with(w: float):
+        fm = TrainedModel("dit", cfg, None, ema, meta | {"warmth_by_nfe": [[1, w]]})
+        return make_sampler(fm, prior_model, latent_flow_model, autoencoder_model, device, precision="bf16")
+
+    w = p.warmth
+    choice = choose_warmth(sampler_with, build_embedder(quality_embedder, device), reference, w.grid, w.nfe,
+                           p.monitor.n_samples, p.monitor.solver, p.monitor.batch_size, seed=run.seed)
+    for nfe, row in choice.fd.items():
+        log.info("warmth at NFE %d: %s -> w = %g", nfe, "  ".join(f"w={k:g}: FD {v:.3f}" for k, v in row.items()),
+                 choice.by_nfe[nfe])
+    return {"warmth_by_nfe": [[nfe, w] for nfe, w in choice.by_nfe.items()],
+            "warmth_fd": {str(nfe): {f"{k:g}": v for k, v in row.items()} for nfe, row in choice.fd.items()}}
+
+
 def train_flow(train_input: dict[str, Any], prior_model: TrainedModel | None, prior_codes: dict[str, Any] | None,
                latent_flow_model: TrainedModel | None, autoencoder_model: TrainedModel, quality_embedder: TrainedModel,
                test_images: dict[str, Any], p: FMParams, v: FMVariant,
@@ -324,20 +356,26 @@ def train_flow(train_input: dict[str, Any], prior_model: TrainedModel | None, pr
     images = train_input["images"]
     channels = int(images.shape[1])
     prior_channels = p.prior_channels and v.prior == "learned"  # the baseline has no prior to look at
+    warmth = p.warmth.enabled and v.prior == "learned"  # nor a sigma to warm
     cfg = replace(p.model, in_channels=3 * channels if prior_channels else channels, resolution=int(images.shape[-1]),
-                  out_channels=channels if prior_channels else p.model.out_channels)
+                  out_channels=channels if prior_channels else p.model.out_channels, warmth_input=warmth)
     train = with_run(p.train, run, offset=4)  # the same seed for both variants: same init, same batches
     data = {"images": images}
     if v.prior == "learned":
         prior = prior_model.inference.to(resolve_device(run.device))
         data["mu_z"], data["logvar_z"] = prior_codes["mu_z"], prior_codes["logvar_z"]
-        loss = fm_learned_prior_loss(prior, p.prior_noise_scale, p.time_sampler, prior_channels)
+        loss = fm_learned_prior_loss(prior, p.prior_noise_scale, p.time_sampler, prior_channels, warmth)
     else:
         loss = fm_gaussian_prior_loss(p.time_sampler)
-    meta = asdict(FlowRecord(v.prior, v.name, p.time_sampler, p.prior_noise_scale, prior_channels, run.space))
+    # While training, a warm model is monitored (and stopped) at w = 0, the learned prior itself.
+    meta = asdict(FlowRecord(v.prior, v.name, p.time_sampler, p.prior_noise_scale, prior_channels,
+                             [[1, 0.0]] if warmth else [], run.space))
     monitor = _flow_monitor(p, v, run, cfg, meta, prior_model, latent_flow_model, autoencoder_model,
                             quality_embedder, test_images)
     result = run_training(v.name, lambda: DiT(cfg), loss, data, train, run, {**cfg.to_dict(), **meta}, monitor)
+    if warmth:
+        meta |= _warmth_choice(result.ema, p, run, cfg, meta, prior_model, latent_flow_model, autoencoder_model,
+                               quality_embedder, test_images)
     meta = meta | {"stop_reason": result.stop_reason, "steps": result.steps}
     return TrainedModel("dit", cfg, result.model, result.ema, meta), result
 

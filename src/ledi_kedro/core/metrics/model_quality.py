@@ -67,6 +67,7 @@ def reconstruction_psnr(autoencoder: KLAutoencoder, images: torch.Tensor, device
 def straightness(sampler: FlowSampler, n: int, steps: int = 32, seed: int = 0) -> float:
     """Mean ||v(x_t, t) - (x1 - x0)||^2 along sampled Euler trajectories (0 for a straight flow)."""
     g = torch.Generator(device=sampler.device).manual_seed(seed)
+    sampler.prepare("euler", steps=steps)
     x0, _, _ = sampler.draw_x0(n, g)
     sol = sampler.flow_from(x0, steps=steps, solver="euler", return_trajectory=True)
     traj = sol.trajectory

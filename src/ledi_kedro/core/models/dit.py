@@ -1,8 +1,9 @@
 """DiT-style transformer velocity model v(x_t, t) (Peebles & Xie, 2023), built from timm blocks.
 
 Image (B, C, H, W) -> patches (B, N, p*p*C) -> N tokens of width ``hidden`` -> ``depth`` blocks
-with adaLN-Zero conditioning on t -> linear head -> unpatchify to (B, C_out, H, W).
-adaLN modulations and the output head start at zero, so a fresh model predicts v = 0.
+with adaLN-Zero conditioning on t (and on the warmth w in [0, 1] with ``warmth_input``) -> linear head ->
+unpatchify to (B, C_out, H, W). adaLN modulations and the output head start at zero, so a fresh model
+predicts v = 0; the warmth's embedding starts at zero too, so it adds nothing until training uses it.
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ class DiTConfig:
     mlp_ratio: float = 4.0
     pos_embed: Literal["sincos", "learned"] = "sincos"
     out_channels: int | None = None
+    # A second conditioning scalar besides t: the warmth w of Warm-Start Diffusion (arXiv 2507.09212), set by
+    # train_flow from ``fm.warmth.enabled`` for LeDiFlow (the YAML's fm.model does not set it).
+    warmth_input: bool = from_data(False)
 
     def __post_init__(self) -> None:
         if self.size not in DIT_SIZES:
@@ -138,6 +142,7 @@ class DiT(nn.Module):
         self.grid = cfg.resolution // p
         self.patch_embed = nn.Linear(p * p * cfg.in_channels, hidden)
         self.t_embed = TimestepEmbedder(hidden)
+        self.w_embed = TimestepEmbedder(hidden) if cfg.warmth_input else None
         if cfg.pos_embed == "learned":
             self.pos = nn.Parameter(torch.zeros(1, self.grid**2, hidden))
             nn.init.normal_(self.pos, std=0.02)
@@ -155,6 +160,9 @@ class DiT(nn.Module):
                     nn.init.zeros_(m.bias)
         for lin in (self.t_embed.mlp[0], self.t_embed.mlp[2]):
             nn.init.normal_(lin.weight, std=0.02)
+        if self.w_embed is not None:  # the warmth enters closed: a fresh model ignores it
+            nn.init.normal_(self.w_embed.mlp[0].weight, std=0.02)
+            nn.init.zeros_(self.w_embed.mlp[2].weight)
         for block in self.blocks:  # adaLN-Zero: every residual branch starts closed
             nn.init.zeros_(block.adaLN[-1].weight)
             nn.init.zeros_(block.adaLN[-1].bias)
@@ -163,11 +171,19 @@ class DiT(nn.Module):
         nn.init.zeros_(self.final.linear.weight)
         nn.init.zeros_(self.final.linear.bias)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: torch.Tensor | float,
+                warmth: torch.Tensor | float | None = None) -> torch.Tensor:
+        """``warmth`` (B,) or scalar in [0, 1]: required by a model with ``warmth_input``, refused by others."""
         p = self.config.patch_size
         tokens = rearrange(x, "b c (h p1) (w p2) -> b (h w) (p1 p2 c)", p1=p, p2=p)
         h = self.patch_embed(tokens) + self.pos
         c = self.t_embed(as_batch_time(t, x.shape[0], x.device))
+        if self.w_embed is not None:
+            if warmth is None:
+                raise ValueError("this flow model was trained with a warmth input (fm.warmth.enabled): pass warmth")
+            c = c + self.w_embed(as_batch_time(warmth, x.shape[0], x.device))
+        elif warmth is not None:
+            raise ValueError("this flow model has no warmth input: it was trained without fm.warmth.enabled")
         for block in self.blocks:
             h = block(h, c)
         out = self.final(h, c)

@@ -90,10 +90,18 @@ class PriorModel(nn.Module):
 
     @torch.no_grad()
     def sample_x0_and_moments(self, z: torch.Tensor, noise_scale: float = 1.0,
-                              generator: torch.Generator | None = None,
-                              eps: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """x0 as :meth:`sample_x0` draws it, with the mean mu(z) and log-variance lv(z) it was drawn from."""
+                              generator: torch.Generator | None = None, eps: torch.Tensor | None = None,
+                              warmth: torch.Tensor | float | None = None,
+                              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x0 as :meth:`sample_x0` draws it, with the mean mu(z) and log-variance lv(z) it was drawn from. With
+        ``warmth`` w (a scalar, or (B,) per sample) sigma is blended toward 1: x0 = mu + s ((1 - w) sigma + w) eps
+        (w = 0: the learned prior; w = 1: unit noise around the mean)."""
         mean, logvar = self.decode(z)
         if eps is None:
             eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
-        return mean + noise_scale * torch.exp(0.5 * logvar) * eps, mean, logvar
+        sigma = torch.exp(0.5 * logvar)
+        if warmth is not None:
+            w = torch.as_tensor(warmth, device=mean.device, dtype=sigma.dtype)
+            w = w.view(-1, *[1] * (mean.dim() - 1)) if w.dim() else w
+            sigma = (1 - w) * sigma + w
+        return mean + noise_scale * sigma * eps, mean, logvar

@@ -204,6 +204,7 @@ def plot_applications(ledi_model: TrainedModel, gaussian_model: TrainedModel, pr
     fig_p = Figure(figsize=(n * 0.8 + 1, 3.2), dpi=100)
     ax = fig_p.subplots(3, 1)
     _grid(ax[0], finish(ledi.prior_mean(n, ev.seed)), "prior mean mu(z)")
+    ledi.prepare("midpoint", nfe=nfe)  # x0 as the row below starts from it (its warmth, if any)
     x0, _, _ = ledi.draw_x0(n, torch.Generator(device=device).manual_seed(ev.seed))
     _grid(ax[1], finish(x0), "prior sample x0 = mu + s sigma eps")
     _grid(ax[2], ledi.sample(n, nfe=nfe, solver="midpoint", seed=ev.seed).images, f"LeDiFlow, NFE {nfe}")

@@ -15,7 +15,8 @@ SHARED_PARAMS = {"params:fm", "params:run"}
 def _instance(namespace: str, train_node: Node) -> Pipeline:
     template = Pipeline([
         train_node,
-        Node(summarize_fm, ["fm_loss_history", "fm_quality_history", "params:fm", "params:variant"], "fm_metrics",
+        Node(summarize_fm, ["fm_model", "fm_loss_history", "fm_quality_history", "params:fm", "params:variant"],
+             "fm_metrics",
              name="summarize_fm"),
         Node(plot_fm_loss, ["fm_loss_history", "params:variant"], "fm_loss_plot", name="plot_fm_loss"),
     ])
