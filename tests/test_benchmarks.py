@@ -115,19 +115,27 @@ def _leaves(tree: dict, prefix: str = "") -> set[str]:
                          for k, v in tree.items()]) if tree else set()
 
 
-def test_every_ablation_arm_changes_a_setting_the_profile_leaves_to_conf_base(monkeypatch):
-    """An arm is `dvc exp run -S FILE:KEY=VALUE` on a conf/base file: the key must be there (DVC would add a new
-    one silently), and the profile in conf/local must not set it, or the arm would change nothing."""
+def test_every_ablation_arm_changes_a_setting_that_exists_where_it_sets_it(monkeypatch):
+    """An arm is `dvc exp run -S FILE:KEY=VALUE`. On a conf/base file the key must be there (DVC would add a new
+    one silently) and the profile in conf/local must not set it, or the arm would change nothing; on one of the
+    profile's own files in conf/local, the profile must set the key."""
     import yaml
 
     ablation = _ablation(monkeypatch)
     spec = yaml.safe_load(ablation.ARMS_FILE.read_text())
-    profile = set().union(*map(_leaves, ablation.profile_files(spec["profile"], spec["not_in_base"]).values()))
+    files = ablation.profile_files(spec["profile"], spec["not_in_base"])
+    profile = set().union(*map(_leaves, files.values()))
     names = [arm["name"] for arm in spec["arms"]]
     assert len(names) == len(set(names)) and "base" not in names
     for arm in spec["arms"]:
         assert arm["hypothesis"] and arm["set"]
         for file, pairs in arm["set"].items():
+            if file.startswith("conf/local/"):
+                local = file.removeprefix("conf/local/")
+                assert local in files, f"arm {arm['name']}: {file} is not one of the profile's files {sorted(files)}"
+                for key in pairs:
+                    assert key in _leaves(files[local]), f"arm {arm['name']}: the profile does not set {key}"
+                continue
             base = _leaves(yaml.safe_load((PROJECT_ROOT / file).read_text()))
             for key in pairs:
                 assert key in base, f"arm {arm['name']}: {key} is not in {file}"
