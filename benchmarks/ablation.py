@@ -180,6 +180,11 @@ def table(repo: Path, arms: list[dict], not_in_base: list[str]) -> str:
             for model, label in (("ledi", "LeDiFlow"), ("gaussian", "baseline")):
                 q, ci = entry["quality"][model], entry["interval"][model]
                 grids.append(f"| {solver} | {label} | " + " | ".join(fmt(q.get(n), ci.get(n)) for n in NFES) + " |")
+        if t["ledi"].get("warmth_by_nfe"):  # the warmth arm: which w each NFE got, and the FD it was chosen by
+            fd = t["ledi"]["warmth_fd"]
+            grids.append("\nwarmth w chosen per NFE (FD of each w tried, on held-out images outside the reference): "
+                         + "; ".join(f"NFE {n}: w = {w:g} (" + ", ".join(f"{k}: {v:.3g}" for k, v in fd[str(n)].items())
+                                     + ")" for n, w in t["ledi"]["warmth_by_nfe"]))
     return "\n".join(lines + grids)
 
 
