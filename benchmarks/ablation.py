@@ -64,12 +64,15 @@ def profile_files(profile: str, leave_out: list[str] = ()) -> dict[str, dict]:
     conf = yaml.safe_load((PROJECT_ROOT / "conf" / profile / "parameters.yml").read_text())
     for key in leave_out:
         *path, leaf = key.split(".")
-        section = conf
+        sections = [conf]
         for part in path:
-            section = section.get(part, {})
-        if leaf not in section:
+            sections.append(sections[-1].get(part, {}))
+        if leaf not in sections[-1]:
             sys.exit(f"ablation: {key} (not_in_base) is not set in conf/{profile}/parameters.yml")
-        del section[leaf]
+        del sections[-1][leaf]
+        for parent, part, section in reversed(list(zip(sections, path, sections[1:]))):
+            if not section:  # a section left empty goes too (conf/base's applies)
+                del parent[part]
     merged = load_parameters(PROJECT_ROOT / "conf", profile)  # a relative default may come from conf/base
     for section, key in ROOT_RELATIVE:
         value = merged.get(section, {}).get(key)
