@@ -85,3 +85,14 @@ def test_the_cifar10_cpu_profile_has_the_fashion_mnist_profiles_budget():
         k: v for k, v in fmnist["evaluate"].items() if k != "latent_sweep"}
     assert cifar["preprocess"]["image"]["resolution"] == fmnist["preprocess"]["image"]["resolution"] == 16
     assert cifar["embedder"]["kind"] == "cifar10_resnet56" and cifar["preprocess"]["image"]["channels"] == 3
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"grid": [0.0, 1.5]}, r"fm.warmth: warmth.grid must be warmths in \[0, 1\], got \[0.0, 1.5\]"),
+    ({"nfe": []}, r"warmth.nfe must be positive NFEs, got \[\]"),
+    ({"enabled": "yes"}, r"fm.warmth.enabled"),
+])
+def test_bad_warmth_settings_name_the_parameter(change, message):
+    fm = load("base")["fm"]
+    with pytest.raises(ConfigError, match=message):
+        parse("fm", {**fm, "warmth": {**fm["warmth"], **change}})
