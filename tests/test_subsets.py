@@ -10,7 +10,7 @@ from ledi_kedro.core.embedders import build_embedder
 from ledi_kedro.core.models import ClassifierConfig, DomainClassifier, PriorConfig, PriorModel
 from ledi_kedro.core.models.autoencoder import AutoencoderConfig, KLAutoencoder
 from ledi_kedro.core.artifacts import TrainedModel
-from ledi_kedro.core.subsets import class_coverage, seeded_indices, seeded_rows
+from ledi_kedro.core.subsets import class_coverage, rows_outside, seeded_indices, seeded_rows
 from ledi_kedro.pipelines.evaluate.nodes import embed_reference
 from ledi_kedro.pipelines.train_prior.nodes import evaluate_prior
 from ledi_kedro.params import parse
@@ -121,3 +121,10 @@ def test_seeded_rows_keeps_rows_aligned_and_metadata():
     np.testing.assert_array_equal(sub["images"][:, 0].numpy(), sub["labels"])
     with pytest.raises(ValueError, match="different numbers of rows"):
         seeded_rows({"a": torch.zeros(3), "b": torch.zeros(4)}, 2, 0)
+
+
+def test_rows_outside_a_seeded_set_are_the_rest_in_order():
+    taken = seeded_indices(10, 4, seed=3)
+    rest = rows_outside(10, taken)
+    assert rest.tolist() == sorted(set(range(10)) - set(taken.tolist()))
+    assert rows_outside(3, torch.arange(3)).numel() == 0

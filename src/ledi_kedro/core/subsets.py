@@ -26,6 +26,14 @@ def seeded_indices(n_total: int, n: int | None, seed: int) -> torch.Tensor:
     return perm[:n].sort().values
 
 
+def rows_outside(n_total: int, taken: torch.Tensor) -> torch.Tensor:
+    """The row indices of ``range(n_total)`` not in ``taken``, in increasing order (e.g. the held-out images
+    outside a seeded reference set)."""
+    outside = torch.ones(n_total, dtype=torch.bool)
+    outside[taken] = False
+    return outside.nonzero()[:, 0]
+
+
 def _is_rows(value: Any) -> bool:
     return isinstance(value, (torch.Tensor, np.ndarray))
 

@@ -42,7 +42,7 @@ from ledi_kedro.core.metrics.model_quality import straightness
 from ledi_kedro.core.encoding import encode_moments
 from ledi_kedro.core.sampling import FlowSampler
 from ledi_kedro.core.solvers import FIXED_SOLVERS, stages
-from ledi_kedro.core.subsets import class_coverage, seeded_indices, seeded_rows
+from ledi_kedro.core.subsets import class_coverage, rows_outside, seeded_indices, seeded_rows
 from ledi_kedro.params import EvaluateParams, RunParams
 from ledi_kedro.steps.training import training_subset
 
@@ -107,9 +107,7 @@ def reference_set(quality_embedder: TrainedModel, train_images: dict[str, Any], 
                 f"the {split} split (dataset {split}_image_tensors, data/05_model_input/{split}_images.safetensors) "
                 f"has {rows['images'].shape[0]} images; evaluate needs at least {MIN_ROWS} for its error bars: "
                 f"add images to the data source or raise preprocess.test_fraction")
-    outside = torch.ones(n_test, dtype=torch.bool)
-    outside[ref_rows] = False
-    rest = outside.nonzero()[:, 0]
+    rest = rows_outside(n_test, ref_rows)
     held_out_rows = rest[seeded_indices(len(rest), ev.n_samples, ev.seed + 2)] if len(rest) >= MIN_ROWS else None
     if held_out_rows is None:
         log.warning("only %d held-out images outside the %d of the reference set: no held-out memorisation "

@@ -35,7 +35,7 @@ from ledi_kedro.core.models.autoencoder import AutoencoderConfig
 from ledi_kedro.core.objectives import (
     autoencoder_loss, classifier_loss, fm_gaussian_prior_loss, fm_learned_prior_loss, latent_flow_loss, prior_loss,
 )
-from ledi_kedro.core.subsets import seeded_indices, seeded_rows
+from ledi_kedro.core.subsets import rows_outside, seeded_indices, seeded_rows
 from ledi_kedro.core.trainer import EvaluateFn, LossFn, TrainConfig, Trainer, TrainResult, plateau_reached
 from ledi_kedro.params import (
     AutoencoderParams, EmbedderParams, FMParams, FMVariant, LatentFlowParams, PriorParams, RunParams, with_run,
@@ -291,6 +291,13 @@ def train_latent_flow(codes: dict[str, torch.Tensor], prior_model: TrainedModel,
 
 
 # ---------------------------------------------------------------- the image flow models
+def _flow_sampler(ema: nn.Module, cfg, meta: dict[str, Any], prior_model: TrainedModel | None,
+                  latent_flow_model: TrainedModel | None, autoencoder_model: TrainedModel, device: torch.device):
+    """The sampler of a flow model's EMA weights while it trains (its record ``meta``; bf16 on CUDA)."""
+    fm = TrainedModel("dit", cfg, None, ema, meta)
+    return make_sampler(fm, prior_model, latent_flow_model, autoencoder_model, device, precision="bf16")
+
+
 def _flow_monitor(p: FMParams, v: FMVariant, run: RunParams, cfg, meta: dict[str, Any], prior_model: TrainedModel,
                   latent_flow_model: TrainedModel, autoencoder_model: TrainedModel, quality_embedder: TrainedModel,
                   test_images: dict[str, Any]) -> EvaluateFn | None:
@@ -301,9 +308,8 @@ def _flow_monitor(p: FMParams, v: FMVariant, run: RunParams, cfg, meta: dict[str
     learned = v.prior == "learned"
 
     def sampler_for(ema: nn.Module):
-        fm = TrainedModel("dit", cfg, None, ema, meta)
-        return make_sampler(fm, prior_model if learned else None, latent_flow_model if learned else None,
-                            autoencoder_model, device, precision="bf16")
+        return _flow_sampler(ema, cfg, meta, prior_model if learned else None,
+                             latent_flow_model if learned else None, autoencoder_model, device)
 
     reference = as_float(seeded_rows(test_images, p.monitor.n_reference, run.seed)["images"])
     return flow_quality_monitor(sampler_for, build_embedder(quality_embedder, device), reference, p.monitor.n_samples,
@@ -318,9 +324,7 @@ def _warmth_choice(ema: nn.Module, p: FMParams, run: RunParams, cfg, meta: dict[
     takes part in the choice; ``warmth_fd``: every FD tried."""
     device = resolve_device(run.device)
     n_test = int(test_images["images"].shape[0])
-    outside = torch.ones(n_test, dtype=torch.bool)
-    outside[seeded_indices(n_test, p.monitor.n_reference, run.seed)] = False
-    rest = outside.nonzero()[:, 0]
+    rest = rows_outside(n_test, seeded_indices(n_test, p.monitor.n_reference, run.seed))
     if len(rest) < 2:
         raise ValueError(f"fm.warmth.enabled: the warmth is chosen on held-out images outside the monitor's "
                          f"{p.monitor.n_reference} (fm.monitor.n_reference), and the test split has {n_test}: "
@@ -329,8 +333,8 @@ def _warmth_choice(ema: nn.Module, p: FMParams, run: RunParams, cfg, meta: dict[
     reference = as_float(test_images["images"][rows])
 
     def sampler_with(w: float):
-        fm = TrainedModel("dit", cfg, None, ema, meta | {"warmth_by_nfe": [[1, w]]})
-        return make_sampler(fm, prior_model, latent_flow_model, autoencoder_model, device, precision="bf16")
+        return _flow_sampler(ema, cfg, meta | {"warmth_by_nfe": [[1, w]]}, prior_model, latent_flow_model,
+                             autoencoder_model, device)
 
     w = p.warmth
     choice = choose_warmth(sampler_with, build_embedder(quality_embedder, device), reference, w.grid, w.nfe,

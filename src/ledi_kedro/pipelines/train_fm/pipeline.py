@@ -16,8 +16,7 @@ def _instance(namespace: str, train_node: Node) -> Pipeline:
     template = Pipeline([
         train_node,
         Node(summarize_fm, ["fm_model", "fm_loss_history", "fm_quality_history", "params:fm", "params:variant"],
-             "fm_metrics",
-             name="summarize_fm"),
+             "fm_metrics", name="summarize_fm"),
         Node(plot_fm_loss, ["fm_loss_history", "params:variant"], "fm_loss_plot", name="plot_fm_loss"),
     ])
     inputs = set(COMMON_INPUTS) | (set(PRIOR_INPUTS) if namespace == "ledi" else set())
