@@ -90,6 +90,8 @@ def test_the_cifar10_cpu_profile_has_the_fashion_mnist_profiles_budget():
 @pytest.mark.parametrize("change, message", [
     ({"grid": [0.0, 1.5]}, r"fm.warmth: warmth.grid must be warmths in \[0, 1\], got \[0.0, 1.5\]"),
     ({"nfe": []}, r"warmth.nfe must be positive NFEs, got \[\]"),
+    ({"monitor": []}, r"fm.warmth: warmth.monitor must be warmths in \[0, 1\], got \[\]"),
+    ({"monitor": [-0.5]}, r"warmth.monitor must be warmths in \[0, 1\], got \[-0.5\]"),
     ({"enabled": "yes"}, r"fm.warmth.enabled"),
 ])
 def test_bad_warmth_settings_name_the_parameter(change, message):

@@ -89,7 +89,7 @@ def test_pixel_chain(tmp_path):
 
 
 def test_latent_chain_with_the_prior_as_input_channels_and_warmth(tmp_path):
-    warmth = {"enabled": True, "grid": [0.0, 1.0], "nfe": [1, 4]}
+    warmth = {"enabled": True, "grid": [0.0, 1.0], "nfe": [1, 4], "monitor": [0.0, 1.0]}
     out = run_chain(tmp_path, space="latent", extra={("fm", "prior_channels"): True, ("fm", "warmth"): warmth})
     ae = out["autoencoder_model"]
     assert ae.kind == "autoencoder" and float(ae.ema.scale) > 0
@@ -113,6 +113,9 @@ def test_latent_chain_with_the_prior_as_input_channels_and_warmth(tmp_path):
     chosen = dict((int(n), w) for n, w in ledi.meta["warmth_by_nfe"])
     assert chosen == {n: float(min(fd[str(n)], key=fd[str(n)].get)) for n in (1, 4)}
     assert sampler.warmth_by_nfe == chosen and "warmth_fd" not in out["gaussian.fm_metrics"]
+    # while training, the plateau monitor followed the better of its two warmths (the baseline: its one sampler)
+    assert out["ledi.fm_metrics"]["monitor"] == "fd at NFE 2 (midpoint), the best of warmths 0, 1, 4 samples"
+    assert out["gaussian.fm_metrics"]["monitor"] == "fd at NFE 4 (midpoint), 4 samples"
 
 
 @pytest.mark.parametrize("change, message", [

@@ -195,10 +195,13 @@ class WarmthParams:
     enabled: bool
     grid: list[float]  # the warmths tried at each NFE
     nfe: list[int]  # the NFEs a warmth is chosen for; another NFE uses the choice of the next lower one
+    monitor: list[float]  # the warmths the plateau monitor watches while training; it follows the best of them
 
     def __post_init__(self) -> None:
-        if not self.grid or any(not 0.0 <= w <= 1.0 for w in self.grid):
-            raise ValueError(f"warmth.grid must be warmths in [0, 1], got {list(self.grid)}")
+        for key in ("grid", "monitor"):
+            warmths = list(getattr(self, key))
+            if not warmths or any(not 0.0 <= w <= 1.0 for w in warmths):
+                raise ValueError(f"warmth.{key} must be warmths in [0, 1], got {warmths}")
         if not self.nfe or any(n < 1 for n in self.nfe):
             raise ValueError(f"warmth.nfe must be positive NFEs, got {list(self.nfe)}")
 

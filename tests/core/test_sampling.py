@@ -215,3 +215,32 @@ def test_latent_quality_monitor_sees_a_shifted_sampler():
     still, shifted = monitor(Constant(0.0), 1), monitor(Constant(3.0), 1)
     assert still < 0.1 and abs(shifted - 9 * dim) < 1.5
     assert monitor(Constant(0.0), 2) == still  # fixed seeds: successive evaluations differ only by the model
+
+
+def test_flow_quality_monitor_follows_the_best_of_several_samplers():
+    """Images x0 + v from x0 ~ N(0, I) under a constant velocity v (one Euler step), judged through identity
+    features against N(0, I) draws: v = 0 scores about the sampling noise, v = 0.5 a shift; a monitor given
+    both ways of sampling (a warm model at two warmths) reports the better one, in any order."""
+    from ledi_kedro.core.evaluation import flow_quality_monitor
+
+    class Constant(nn.Module):
+        def __init__(self, v):
+            super().__init__()
+            self.v = nn.Parameter(torch.tensor(float(v)))
+
+        def forward(self, x, t):
+            return torch.zeros_like(x) + self.v
+
+    shape = (1, 2, 2)
+    still, shifted = GaussianSampler(Constant(0.0), shape), GaussianSampler(Constant(0.5), shape)
+    reference = torch.randn(4000, *shape, generator=torch.Generator().manual_seed(7)).clamp(-1, 1)
+
+    def monitor(*samplers):
+        return flow_quality_monitor(lambda ema: list(samplers), lambda x: x.flatten(1), reference, n_samples=2000,
+                                    nfe=1, solver="euler", batch_size=1000)(nn.Identity(), 1)
+
+    alone, worse = monitor(still), monitor(shifted)
+    assert alone < 0.05 < 0.3 < worse
+    assert monitor(shifted, still) == monitor(still, shifted) == alone
+    with pytest.raises(ValueError, match="no sampler"):
+        monitor()

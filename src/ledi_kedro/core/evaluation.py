@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 
@@ -146,18 +146,23 @@ def prior_only_features(sampler: LeDiFlowSampler, embed: Embed, n: int, batch: i
     return torch.cat(feats)
 
 
-def flow_quality_monitor(sampler_for: Callable[[torch.nn.Module], FlowSampler], embed: Embed,
+def flow_quality_monitor(samplers_for: Callable[[torch.nn.Module], Sequence[FlowSampler]], embed: Embed,
                          reference_images: torch.Tensor, n_samples: int, nfe: int, solver: str = "midpoint",
                          batch_size: int = 250, seed: int = 0) -> Callable[[torch.nn.Module, int], float]:
     """Quality during training: FD of ``n_samples`` images drawn at a fixed ``nfe`` with fixed seeds
     against the judge's features of ``reference_images`` (embedded once). The same seeds at every
-    evaluation make successive values differ by the model's change, not by sampling noise."""
+    evaluation make successive values differ by the model's change, not by sampling noise.
+    ``samplers_for(ema)`` gives one sampler, or several ways to sample the same weights (a warm model at
+    several warmths): the value is the best (lowest) FD among them, the quality the model can deliver."""
     reference = embed(reference_images)
 
     def evaluate(ema: torch.nn.Module, step: int) -> float:
-        gen = generate_and_embed(sampler_for(ema), embed, n_samples, min(batch_size, n_samples), solver, nfe=nfe,
-                                 seed=seed)
-        return frechet_distance(gen.features, reference)
+        samplers = samplers_for(ema)
+        if not samplers:
+            raise ValueError("flow_quality_monitor: samplers_for returned no sampler")
+        return min(frechet_distance(generate_and_embed(sampler, embed, n_samples, min(batch_size, n_samples), solver,
+                                                       nfe=nfe, seed=seed).features, reference)
+                   for sampler in samplers)
 
     return evaluate
 

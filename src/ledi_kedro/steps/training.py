@@ -301,18 +301,22 @@ def _flow_sampler(ema: nn.Module, cfg, meta: dict[str, Any], prior_model: Traine
 def _flow_monitor(p: FMParams, v: FMVariant, run: RunParams, cfg, meta: dict[str, Any], prior_model: TrainedModel,
                   latent_flow_model: TrainedModel, autoencoder_model: TrainedModel, quality_embedder: TrainedModel,
                   test_images: dict[str, Any]) -> EvaluateFn | None:
-    """FD at ``variant.monitor_nfe`` on the judge's features, or None when ``fm.train.eval_every`` is 0."""
+    """FD at ``variant.monitor_nfe`` on the judge's features, or None when ``fm.train.eval_every`` is 0. A warm
+    model (``meta``'s ``warmth_by_nfe`` not empty) is watched at each warmth of ``fm.warmth.monitor``, and the
+    monitor follows the best of them."""
     if not p.train.eval_every:
         return None
     device = resolve_device(run.device)
     learned = v.prior == "learned"
+    warmths = p.warmth.monitor if meta["warmth_by_nfe"] else [None]
 
-    def sampler_for(ema: nn.Module):
-        return _flow_sampler(ema, cfg, meta, prior_model if learned else None,
-                             latent_flow_model if learned else None, autoencoder_model, device)
+    def samplers_for(ema: nn.Module):
+        return [_flow_sampler(ema, cfg, meta if w is None else meta | {"warmth_by_nfe": [[1, w]]},
+                              prior_model if learned else None, latent_flow_model if learned else None,
+                              autoencoder_model, device) for w in warmths]
 
     reference = as_float(seeded_rows(test_images, p.monitor.n_reference, run.seed)["images"])
-    return flow_quality_monitor(sampler_for, build_embedder(quality_embedder, device), reference, p.monitor.n_samples,
+    return flow_quality_monitor(samplers_for, build_embedder(quality_embedder, device), reference, p.monitor.n_samples,
                                 v.monitor_nfe, p.monitor.solver, p.monitor.batch_size, seed=run.seed)
 
 
@@ -371,7 +375,8 @@ def train_flow(train_input: dict[str, Any], prior_model: TrainedModel | None, pr
         loss = fm_learned_prior_loss(prior, p.prior_noise_scale, p.time_sampler, prior_channels, warmth)
     else:
         loss = fm_gaussian_prior_loss(p.time_sampler)
-    # While training, a warm model is monitored (and stopped) at w = 0, the learned prior itself.
+    # While training, a warm model is monitored (and stopped) at the best of fm.warmth.monitor's warmths; its
+    # record's warmth until the choice after training: w = 0, the learned prior itself.
     meta = asdict(FlowRecord(v.prior, v.name, p.time_sampler, p.prior_noise_scale, prior_channels,
                              [[1, 0.0]] if warmth else [], run.space))
     monitor = _flow_monitor(p, v, run, cfg, meta, prior_model, latent_flow_model, autoencoder_model,
@@ -391,7 +396,9 @@ def flow_training_status(quality: list[float], steps: int, p: FMParams, v: FMVar
     if quality:
         t = p.train
         at_plateau = plateau_reached(quality, t.plateau_patience, t.plateau_min_rel_improvement, t.plateau_window)
-        out |= {"monitor": f"fd at NFE {v.monitor_nfe} ({p.monitor.solver}), {p.monitor.n_samples} samples",
+        warm = p.warmth.enabled and v.prior == "learned"
+        at = f", the best of warmths {', '.join(f'{w:g}' for w in p.warmth.monitor)}" if warm else ""
+        out |= {"monitor": f"fd at NFE {v.monitor_nfe} ({p.monitor.solver}){at}, {p.monitor.n_samples} samples",
                 "final_quality": quality[-1], "best_quality": min(quality), "evaluations": len(quality),
                 "plateau_reached": at_plateau, "stop_reason": "plateau" if at_plateau else "step_cap"}
     return out
