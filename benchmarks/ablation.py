@@ -123,7 +123,9 @@ def run_arm(repo: Path, arm: dict) -> float:
     """`dvc exp run --temp -n NAME -S ...` for one arm (after merging this project's HEAD into ``repo`` when the
     arm needs newer code); minutes."""
     if arm.get("new_code"):
-        sh(["git", "pull", "-q", "--no-rebase", "--no-edit", str(PROJECT_ROOT), "HEAD"], repo)
+        # -X ours: where both sides changed the tracked outputs and dvc.lock, the repository's own (its base arm's
+        # on the profile) stay; the project's are its default chain's. The code comes from the project.
+        sh(["git", "pull", "-q", "--no-rebase", "--no-edit", "-X", "ours", str(PROJECT_ROOT), "HEAD"], repo)
     sets = [f"{file}:{key}={json.dumps(value)}"  # YAML's spelling: true, 0.1
             for file, pairs in arm["set"].items() for key, value in pairs.items()]
     start = time.perf_counter()
