@@ -119,13 +119,23 @@ def experiment_refs(repo: Path) -> dict[str, str]:
     return {ref.rsplit("/", 1)[-1]: ref for ref in out.split() if ref.count("/") >= 4}
 
 
+def merge_project_code(repo: Path, project: Path) -> None:
+    """Merge ``project``'s HEAD into ``repo`` for an arm that needs newer code. The code comes from the project;
+    dvc.lock and the tracked outputs under data/ stay the repository's own (its base arm's, on the profile; the
+    project's are its default chain's), whole: a lock merged line by line would pair the new code's hashes with
+    outputs that older code made, and DVC would skip their stages instead of rerunning them."""
+    own = sh(["git", "rev-parse", "HEAD"], repo, echo=False).strip()
+    sh(["git", "pull", "-q", "--no-rebase", "--no-edit", "-X", "ours", str(project), "HEAD"], repo)
+    sh(["git", "checkout", own, "--", "dvc.lock", "data"], repo)
+    if sh(["git", "status", "--porcelain", "--", "dvc.lock", "data"], repo, echo=False).strip():
+        sh(["git", "commit", "-q", "--amend", "--no-edit"], repo)
+
+
 def run_arm(repo: Path, arm: dict) -> float:
     """`dvc exp run --temp -n NAME -S ...` for one arm (after merging this project's HEAD into ``repo`` when the
     arm needs newer code); minutes."""
     if arm.get("new_code"):
-        # -X ours: where both sides changed the tracked outputs and dvc.lock, the repository's own (its base arm's
-        # on the profile) stay; the project's are its default chain's. The code comes from the project.
-        sh(["git", "pull", "-q", "--no-rebase", "--no-edit", "-X", "ours", str(PROJECT_ROOT), "HEAD"], repo)
+        merge_project_code(repo, PROJECT_ROOT)
     sets = [f"{file}:{key}={json.dumps(value)}"  # YAML's spelling: true, 0.1
             for file, pairs in arm["set"].items() for key, value in pairs.items()]
     start = time.perf_counter()

@@ -154,6 +154,45 @@ def test_the_ablation_profile_is_the_environments_with_absolute_paths(monkeypatc
     assert rest["embedder"]["pretrained_weights"].startswith(str(PROJECT_ROOT.parent.resolve()))  # conf/base's
 
 
+def test_a_new_code_arm_takes_the_projects_code_and_keeps_the_ablations_own_lock_and_outputs(monkeypatch, tmp_path):
+    """Both sides changed dvc.lock and a tracked output in different lines: merged line by line, the lock would
+    pair the project's new code hashes with the ablation's old outputs (and DVC would skip those stages)."""
+    ablation = _ablation(monkeypatch)
+    for var in ("AUTHOR", "COMMITTER"):
+        monkeypatch.setenv(f"GIT_{var}_NAME", "test")
+        monkeypatch.setenv(f"GIT_{var}_EMAIL", "test@localhost")
+    project, repo = tmp_path / "project", tmp_path / "ablation"
+
+    def write(root, files):
+        for name, text in files.items():
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            (root / name).write_text(text)
+
+    def commit(root, message):
+        ok(subprocess.run(["git", "add", "-A"], cwd=root, capture_output=True, text=True))
+        ok(subprocess.run(["git", "commit", "-q", "-m", message], cwd=root, capture_output=True, text=True))
+
+    lock = "code: a\n" + "".join(f"line {i}\n" for i in range(10)) + "out: a\n"
+    project.mkdir()
+    ok(subprocess.run(["git", "init", "-q"], cwd=project, capture_output=True, text=True))
+    write(project, {"code.py": "old\n", "dvc.lock": lock, "data/metrics.json": lock})
+    commit(project, "project")
+    ok(subprocess.run(["git", "clone", "-q", str(project), str(repo)], capture_output=True, text=True))
+    mine = lock.replace("out: a", "out: ablation")
+    write(repo, {"dvc.lock": mine, "data/metrics.json": mine})
+    commit(repo, "ablation: base arm")
+    write(project, {"code.py": "new\n", "dvc.lock": lock.replace("code: a", "code: b").replace("out: a", "out: b"),
+                    "data/metrics.json": lock.replace("code: a", "code: b")})
+    commit(project, "new code")
+    ablation.merge_project_code(repo, project)
+    assert (repo / "code.py").read_text() == "new\n"
+    assert (repo / "dvc.lock").read_text() == (repo / "data/metrics.json").read_text() == mine
+    status = subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True)
+    assert ok(status) == ""  # committed: DVC experiments start from HEAD
+    ablation.merge_project_code(repo, project)  # nothing new: a no-op
+    assert (repo / "dvc.lock").read_text() == mine
+
+
 def test_the_ablation_verdict_compares_ledi_at_nfe_4_or_less_with_the_baselines_best(monkeypatch):
     ablation = _ablation(monkeypatch)
 
