@@ -450,6 +450,27 @@ def test_training_stops_at_the_quality_plateau_and_resumes_with_more_patience(tm
     assert train().stop_reason == "step_cap"
 
 
+def test_a_checkpoint_of_another_quality_measure_is_stale(tmp_path):
+    """The plateau rule stopped the first run on its own measure's history; under another measure (another NFE,
+    judge or reference) that history, and so the stop, mean nothing: the checkpoint must not be resumed."""
+    from ledi_kedro.core.checkpoint import StaleCheckpointError
+
+    cfg = TrainConfig(**{**CFG.__dict__, "steps": 100, "eval_every": 2, "plateau_patience": 2,
+                         "checkpoint_every": 50})
+
+    def fit(key):
+        torch.manual_seed(0)
+        return Trainer(Net(), regression_loss, make_data(), cfg, checkpoint_dir=tmp_path,
+                       evaluate_fn=lambda model, step: 1.0, evaluate_key=key).fit()
+
+    first = fit({"nfe": 4, "judge_model": "a"})
+    assert first.stop_reason == "plateau" and fit({"nfe": 4, "judge_model": "a"}).resumed_from == first.steps
+    with pytest.raises(StaleCheckpointError, match="the quality monitor changed: judge_model, nfe"):
+        fit({"nfe": 2, "judge_model": "b"})
+    with pytest.raises(StaleCheckpointError, match="the quality monitor changed: judge_model, nfe"):
+        fit(None)  # nor by a run without a monitor's key
+
+
 def test_eval_settings_need_each_other():
     with pytest.raises(ValueError, match="plateau_patience needs eval_every"):
         TrainConfig(plateau_patience=3)
@@ -498,3 +519,5 @@ def test_stale_reasons_name_settings_data_and_code():
            "code": {"m": "1", "n": "3"}}
     reasons = stale_reasons(old, new, _RESUMABLE_CHANGES)
     assert reasons == ["train.lr: 0.1 -> 0.2", "the training data differ", "the code changed: n"]
+    assert stale_reasons(old | {"evaluate_key": {"nfe": 4, "seed": 0}}, old | {"evaluate_key": {"nfe": 2, "seed": 0}},
+                         _RESUMABLE_CHANGES) == ["the quality monitor changed: nfe"]

@@ -9,6 +9,8 @@ model's artifact (plus the prior, latent sampler and autoencoder it needs) into 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -53,6 +55,17 @@ class TrainedModel:
 
     def config_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self.config) if dataclasses.is_dataclass(self.config) else dict(self.config or {})
+
+    def fingerprint(self) -> str:
+        """A short hash of the kind, config, record and inference weights: what tells two trained models apart
+        (a weightless kind by its config, e.g. the path of its weights)."""
+        h = hashlib.sha256(json.dumps([self.kind, self.config_dict(), self.meta], sort_keys=True,
+                                      default=str).encode())
+        module = self.inference
+        for name, tensor in sorted(state_dict_tensors(module).items()) if module is not None else ():
+            h.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
+            h.update(tensor.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
+        return h.hexdigest()[:16]
 
 
 PriorKind = Literal["learned", "gaussian"]  # where a flow model's x0 comes from

@@ -18,7 +18,9 @@ every ``eval_every`` steps on rank 0; its values are logged, stored in the check
 ``plateau_patience`` set, stop training once they no longer improve (``steps`` is then a cap).
 
 A checkpoint is resumed only when it was written by the same settings, data *and code* (the
-model's, the loss's and this trainer's, see :mod:`.code_version`); otherwise it is stale.
+model's, the loss's and this trainer's, see :mod:`.code_version`), and, for a monitored model, by the
+same ``evaluate_key`` (what ``evaluate_fn`` measures): the quality history a checkpoint carries, and so
+where the plateau rule stopped, means nothing under another measure. Otherwise it is stale.
 """
 
 from __future__ import annotations
@@ -186,10 +188,13 @@ def _resumable(train: TrainConfig) -> frozenset[str]:
     return _RESUMABLE_CHANGES - {"steps"} if train.lr_schedule == "cosine" else _RESUMABLE_CHANGES
 
 
-def _fingerprint(train: TrainConfig, model_config: dict[str, Any], data_hash: str, code_hash: str) -> str:
+def _fingerprint(train: TrainConfig, model_config: dict[str, Any], data_hash: str, code_hash: str,
+                 evaluate_key: dict[str, Any] | None = None) -> str:
     relevant = {k: v for k, v in asdict(train).items() if k not in _resumable(train)}
-    blob = json.dumps({"train": relevant, "model": model_config, "data": data_hash, "code": code_hash}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    parts = {"train": relevant, "model": model_config, "data": data_hash, "code": code_hash}
+    if evaluate_key is not None:  # unmonitored models keep the fingerprints they had before there was a key
+        parts["evaluate"] = evaluate_key
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def stale_reasons(old: dict[str, Any], new: dict[str, Any], resumable: frozenset[str]) -> list[str]:
@@ -205,6 +210,10 @@ def stale_reasons(old: dict[str, Any], new: dict[str, Any], resumable: frozenset
     changed = sorted(k for k in set(old_code) | set(new_code) if old_code.get(k) != new_code.get(k))
     if changed:
         reasons.append(f"the code changed: {', '.join(changed)}")
+    old_eval, new_eval = old.get("evaluate_key") or {}, new.get("evaluate_key") or {}
+    changed = sorted(k for k in set(old_eval) | set(new_eval) if old_eval.get(k) != new_eval.get(k))
+    if changed:
+        reasons.append(f"the quality monitor changed: {', '.join(changed)}")
     return reasons
 
 
@@ -307,8 +316,12 @@ class Trainer:
 
     def __init__(self, model: nn.Module, loss_fn: LossFn, data: dict[str, torch.Tensor], config: TrainConfig,
                  checkpoint_dir: str | Path | None = None, model_config: dict[str, Any] | None = None,
-                 name: str = "model", evaluate_fn: EvaluateFn | None = None):
+                 name: str = "model", evaluate_fn: EvaluateFn | None = None,
+                 evaluate_key: dict[str, Any] | None = None):
+        """``evaluate_key``: what ``evaluate_fn`` measures (JSON-able: its settings, fingerprints of the judge
+        and the reference), part of the checkpoints' fingerprint."""
         self.cfg, self.loss_fn, self.name, self.evaluate_fn = config, loss_fn, name, evaluate_fn
+        self.evaluate_key = evaluate_key
         if config.eval_every and evaluate_fn is None:
             raise ValueError(f"{name}: eval_every={config.eval_every} needs an evaluate_fn")
         self.info = dist_info()
@@ -318,7 +331,8 @@ class Trainer:
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         self.data_hash = data_fingerprint(data)
         self.code = training_code(model, loss_fn)
-        self.fingerprint = _fingerprint(config, self.model_config, self.data_hash, combined_fingerprint(self.code))
+        self.fingerprint = _fingerprint(config, self.model_config, self.data_hash, combined_fingerprint(self.code),
+                                        evaluate_key)
         self.feed = _DataFeed(data, config.batch_size, config.seed, self.info, self.device, config.data_on_device)
         self._ema = _EMA(self.model, config.ema_decay, config.ema_warmup)
         self.ema = self._ema.module
@@ -337,7 +351,8 @@ class Trainer:
     # ------------------------------------------------------------------ checkpoints
     def _state(self) -> dict[str, Any]:
         return {"name": self.name, "step": self.step, "fingerprint": self.fingerprint, "data_hash": self.data_hash,
-                "code": self.code, "train_config": asdict(self.cfg), "model_config": self.model_config}
+                "code": self.code, "train_config": asdict(self.cfg), "model_config": self.model_config,
+                "evaluate_key": self.evaluate_key}
 
     def _checkpoint_state(self) -> tuple[dict[str, Any], dict[str, dict[str, torch.Tensor]]]:
         opt_tensors, opt_rest = optimizer_to_tensors(self.optimizer.state_dict())
@@ -370,7 +385,7 @@ class Trainer:
         if ckpt.state.get("fingerprint") != self.fingerprint:
             reasons = stale_reasons(ckpt.state, self._state(), _resumable(self.cfg))
             raise StaleCheckpointError(
-                f"{ckpt.path}: checkpoint was trained with different settings, data or code "
+                f"{ckpt.path}: checkpoint was trained with different settings, data, code or quality monitor "
                 f"({'; '.join(reasons) or 'fingerprint differs'}). Delete {self.checkpoint_dir} to start over, "
                 "or restore the old settings to resume.")
         if ckpt.step > self.cfg.steps:

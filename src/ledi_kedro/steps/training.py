@@ -36,7 +36,9 @@ from ledi_kedro.core.objectives import (
     autoencoder_loss, classifier_loss, fm_gaussian_prior_loss, fm_learned_prior_loss, latent_flow_loss, prior_loss,
 )
 from ledi_kedro.core.subsets import rows_outside, seeded_indices, seeded_rows
-from ledi_kedro.core.trainer import EvaluateFn, LossFn, TrainConfig, Trainer, TrainResult, plateau_reached
+from ledi_kedro.core.trainer import (
+    EvaluateFn, LossFn, TrainConfig, Trainer, TrainResult, data_fingerprint, plateau_reached,
+)
 from ledi_kedro.params import (
     AutoencoderParams, EmbedderParams, FMParams, FMVariant, LatentFlowParams, PriorParams, RunParams, with_run,
 )
@@ -52,8 +54,9 @@ CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog
 
 def run_training(name: str, make_model: Callable[[], nn.Module], loss_fn: LossFn, data: dict[str, torch.Tensor],
                  train: TrainConfig, run: RunParams, model_config: dict[str, Any],
-                 evaluate_fn: EvaluateFn | None = None) -> TrainResult:
-    """Train (or resume, or skip when finished) with checkpoints in ``run.checkpoint_root/name``.
+                 evaluate_fn: EvaluateFn | None = None, evaluate_key: dict[str, Any] | None = None) -> TrainResult:
+    """Train (or resume, or skip when finished) with checkpoints in ``run.checkpoint_root/name``; ``evaluate_key``
+    says what ``evaluate_fn`` measures (a checkpoint of another measure is stale, see ``core.trainer``).
 
     When the settings, the data or the code changed since the checkpoints were written (or they
     went past ``steps``, or they no longer load), ``run.on_config_change`` decides: ``restart``
@@ -64,7 +67,7 @@ def run_training(name: str, make_model: Callable[[], nn.Module], loss_fn: LossFn
     def fit() -> TrainResult:
         torch.manual_seed(train.seed)  # the same initial weights for the same seed
         return Trainer(make_model(), loss_fn, data, train, checkpoint_dir=ckpt_dir, model_config=model_config,
-                       name=name, evaluate_fn=evaluate_fn).fit()
+                       name=name, evaluate_fn=evaluate_fn, evaluate_key=evaluate_key).fit()
 
     try:
         return fit()
@@ -276,6 +279,7 @@ def train_latent_flow(codes: dict[str, torch.Tensor], prior_model: TrainedModel,
     train = with_run(p.train, run, offset=3)
     meta = asdict(LatentSamplerRecord(p.time_sampler, p.sample_solver, p.sample_steps))
     monitor: EvaluateFn | None = None
+    monitor_key: dict[str, Any] | None = None
     if train.eval_every:
         device = resolve_device(run.device)
         held_out = seeded_rows(test_input, p.monitor.n_reference, run.seed)
@@ -283,11 +287,22 @@ def train_latent_flow(codes: dict[str, torch.Tensor], prior_model: TrainedModel,
         monitor = latent_quality_monitor(prior_mean_images(prior_model, autoencoder_model, device),
                                          build_embedder(quality_embedder, device), reference, p.monitor.n_samples,
                                          p.sample_solver, p.sample_steps, p.monitor.batch_size, seed=run.seed)
+        monitor_key = _monitor_key("fd of the prior's mean images", {
+            "sample_solver": p.sample_solver, "sample_steps": p.sample_steps, **asdict(p.monitor), "seed": run.seed},
+            {"judge": quality_embedder, "prior": prior_model, "autoencoder": autoencoder_model}, held_out["images"])
     result = run_training("latent_flow", lambda: LatentFlow(cfg), latent_flow_loss(p.time_sampler),
                           {"mu_z": codes["mu_z"], "logvar_z": codes["logvar_z"]}, train, run,
-                          {**cfg.to_dict(), "time_sampler": p.time_sampler}, monitor)
+                          {**cfg.to_dict(), "time_sampler": p.time_sampler}, monitor, monitor_key)
     meta |= {"stop_reason": result.stop_reason, "steps": result.steps}
     return TrainedModel("latent_flow", cfg, result.model, result.ema, meta), result
+
+
+def _monitor_key(measure: str, settings: dict[str, Any], models: dict[str, TrainedModel | None],
+                 reference: torch.Tensor) -> dict[str, Any]:
+    """What a quality monitor measures, for the trainer's checkpoints: its settings, the models it samples and
+    judges with (their fingerprints) and its reference rows."""
+    return {"measure": measure, **settings, "reference": data_fingerprint({"reference": reference}),
+            **{f"{role}_model": None if m is None else m.fingerprint() for role, m in models.items()}}
 
 
 # ---------------------------------------------------------------- the image flow models
@@ -300,12 +315,12 @@ def _flow_sampler(ema: nn.Module, cfg, meta: dict[str, Any], prior_model: Traine
 
 def _flow_monitor(p: FMParams, v: FMVariant, run: RunParams, cfg, meta: dict[str, Any], prior_model: TrainedModel,
                   latent_flow_model: TrainedModel, autoencoder_model: TrainedModel, quality_embedder: TrainedModel,
-                  test_images: dict[str, Any]) -> EvaluateFn | None:
-    """FD at ``variant.monitor_nfe`` on the judge's features, or None when ``fm.train.eval_every`` is 0. A warm
-    model (``meta``'s ``warmth_by_nfe`` not empty) is watched at each warmth of ``fm.warmth.monitor``, and the
-    monitor follows the best of them."""
+                  test_images: dict[str, Any]) -> tuple[EvaluateFn | None, dict[str, Any] | None]:
+    """FD at ``variant.monitor_nfe`` on the judge's features and what it measures (the trainer's
+    ``evaluate_key``), or Nones when ``fm.train.eval_every`` is 0. A warm model (``meta``'s ``warmth_by_nfe``
+    not empty) is watched at each warmth of ``fm.warmth.monitor``, and the monitor follows the best of them."""
     if not p.train.eval_every:
-        return None
+        return None, None
     device = resolve_device(run.device)
     learned = v.prior == "learned"
     warmths = p.warmth.monitor if meta["warmth_by_nfe"] else [None]
@@ -315,9 +330,14 @@ def _flow_monitor(p: FMParams, v: FMVariant, run: RunParams, cfg, meta: dict[str
                               prior_model if learned else None, latent_flow_model if learned else None,
                               autoencoder_model, device) for w in warmths]
 
-    reference = as_float(seeded_rows(test_images, p.monitor.n_reference, run.seed)["images"])
-    return flow_quality_monitor(samplers_for, build_embedder(quality_embedder, device), reference, p.monitor.n_samples,
-                                v.monitor_nfe, p.monitor.solver, p.monitor.batch_size, seed=run.seed)
+    rows = seeded_rows(test_images, p.monitor.n_reference, run.seed)["images"]
+    key = _monitor_key("fd of the flow's images", {
+        "nfe": v.monitor_nfe, **asdict(p.monitor), "seed": run.seed, "warmths": warmths},
+        {"judge": quality_embedder, "prior": prior_model if learned else None,
+         "latent_sampler": latent_flow_model if learned else None, "autoencoder": autoencoder_model}, rows)
+    return flow_quality_monitor(samplers_for, build_embedder(quality_embedder, device), as_float(rows),
+                                p.monitor.n_samples, v.monitor_nfe, p.monitor.solver, p.monitor.batch_size,
+                                seed=run.seed), key
 
 
 def _warmth_choice(ema: nn.Module, p: FMParams, run: RunParams, cfg, meta: dict[str, Any], prior_model: TrainedModel,
@@ -379,9 +399,10 @@ def train_flow(train_input: dict[str, Any], prior_model: TrainedModel | None, pr
     # record's warmth until the choice after training: w = 0, the learned prior itself.
     meta = asdict(FlowRecord(v.prior, v.name, p.time_sampler, p.prior_noise_scale, prior_channels,
                              [[1, 0.0]] if warmth else [], run.space))
-    monitor = _flow_monitor(p, v, run, cfg, meta, prior_model, latent_flow_model, autoencoder_model,
-                            quality_embedder, test_images)
-    result = run_training(v.name, lambda: DiT(cfg), loss, data, train, run, {**cfg.to_dict(), **meta}, monitor)
+    monitor, monitor_key = _flow_monitor(p, v, run, cfg, meta, prior_model, latent_flow_model, autoencoder_model,
+                                         quality_embedder, test_images)
+    result = run_training(v.name, lambda: DiT(cfg), loss, data, train, run, {**cfg.to_dict(), **meta}, monitor,
+                          monitor_key)
     if warmth:
         meta |= _warmth_choice(result.ema, p, run, cfg, meta, prior_model, latent_flow_model, autoencoder_model,
                                quality_embedder, test_images)
