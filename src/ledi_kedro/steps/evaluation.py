@@ -432,7 +432,7 @@ def summarize(rows: list[dict[str, Any]], latent_rows: list[dict[str, Any]], str
     choice = latent_sampler_choice(latent_rows, metric, ev.latent_sweep.choice_nfe, conf) if latent_rows else {}
     metrics: dict[str, Any] = {
         "primary_metric": metric, "evaluation_reliable": reliable, "evaluation_warnings": warnings,
-        "embedder": {k: v for k, v in judge_metrics.items() if k != "train_seconds"},
+        "embedder": judge_metrics,
         "straightness": straightness_values,
         "confidence": conf, "interval_resamples": ev.bootstrap.resamples,
         "n_samples": ev.n_samples, "n_reference": int(ref.reference.shape[0]),
@@ -443,8 +443,7 @@ def summarize(rows: list[dict[str, Any]], latent_rows: list[dict[str, Any]], str
         "solvers": {},  # per fixed-step solver: quality and interval per model and NFE, which is better, speedups
         # Wall-clock figures differ from run to run: they live under "wallclock" only, so that the rest of
         # this file is identical when the same code, settings and data run again.
-        "wallclock": {"latent_sampler_recommended": choice.get("recommended"),
-                      "judge_train_seconds": judge_metrics.get("train_seconds"), "solvers": {}},
+        "wallclock": {"latent_sampler_recommended": choice.get("recommended"), "solvers": {}},
     }
     wallclock = metrics["wallclock"]
     speedups = []

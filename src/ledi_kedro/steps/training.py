@@ -116,8 +116,7 @@ def train_judge(train_images: dict[str, Any], test_images: dict[str, Any], emb: 
         log.info("quality judge (domain classifier): test accuracy %.4f on %d images after %d steps",
                  acc, len(test_x), result.steps)
         metrics = {"embedder": "domain:classifier", "test_accuracy": round(acc, 5), "n_test": int(len(test_x)),
-                   "n_train": int(len(images)), "n_classes": n_classes, "steps": result.steps,
-                   "train_seconds": round(result.seconds, 1)}
+                   "n_train": int(len(images)), "n_classes": n_classes, "steps": result.steps}
         return TrainedModel("classifier", cfg, result.model, result.ema, {}), metrics, result
     why = (f"no labels and {channels}-channel images: an autoencoder bottleneck (the pretrained judge takes "
            "colour images)" if channels != 3 else
@@ -128,7 +127,7 @@ def train_judge(train_images: dict[str, Any], test_images: dict[str, Any], emb: 
                           {"images": images}, train, run, cfg.to_dict())
     log.warning("quality judge: %s; %s", why, UNLABELED_NOTE)
     metrics = {"embedder": "domain:autoencoder", "why": why, "note": UNLABELED_NOTE, "n_train": int(len(images)),
-               "steps": result.steps, "train_seconds": round(result.seconds, 1)}
+               "steps": result.steps}
     return TrainedModel("autoencoder", cfg, result.model, result.ema, {}), metrics, result
 
 

@@ -205,7 +205,7 @@ def glance(metrics: dict[str, Any], figures: dict[str, Any]) -> Section:
 def _judge_text(m: dict[str, Any]) -> str:
     text = str(m.get("embedder", "?"))
     if "test_accuracy" in m:
-        trained = f" ({m['steps']} training steps, {m.get('train_seconds')} s)" if "steps" in m else ""
+        trained = f" ({m['steps']} training steps)" if "steps" in m else ""
         text += f", test accuracy {m['test_accuracy']:.4f} on {m.get('n_test')} held-out images{trained}"
     if "why" in m:
         text += f". Why this judge: {m['why']}"
