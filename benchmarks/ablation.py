@@ -121,10 +121,10 @@ def experiment_refs(repo: Path) -> dict[str, str]:
 
 def merge_project_code(repo: Path, project: Path) -> None:
     """Merge ``project``'s HEAD into ``repo`` for an arm that needs newer code. The code comes from the project;
-    dvc.lock and the tracked outputs under data/ stay the repository's own (its base arm's, on the profile; the
-    project's are its default chain's), whole: a lock merged line by line would pair the new code's hashes with
-    outputs that older code made, and DVC would skip their stages instead of rerunning them."""
-    own = sh(["git", "rev-parse", "HEAD"], repo, echo=False).strip()
+    dvc.lock and the tracked outputs under data/ are the base arm's (what `dvc commit` recorded on the profile;
+    the project's are its default chain's), whole: a lock merged line by line would pair the new code's hashes
+    with outputs that older code made, and DVC would skip their stages instead of rerunning them."""
+    own = base_rev(repo) or sh(["git", "rev-parse", "HEAD"], repo, echo=False).strip()
     sh(["git", "pull", "-q", "--no-rebase", "--no-edit", "-X", "ours", str(project), "HEAD"], repo)
     sh(["git", "checkout", own, "--", "dvc.lock", "data"], repo)
     if sh(["git", "status", "--porcelain", "--", "dvc.lock", "data"], repo, echo=False).strip():

@@ -191,6 +191,10 @@ def test_a_new_code_arm_takes_the_projects_code_and_keeps_the_ablations_own_lock
     assert ok(status) == ""  # committed: DVC experiments start from HEAD
     ablation.merge_project_code(repo, project)  # nothing new: a no-op
     assert (repo / "dvc.lock").read_text() == mine
+    write(project, {"code.py": "newer\n", "dvc.lock": lock.replace("code: a", "code: c")})
+    commit(project, "newer code")
+    ablation.merge_project_code(repo, project)  # a second merge still keeps the base arm's lock
+    assert (repo / "code.py").read_text() == "newer\n" and (repo / "dvc.lock").read_text() == mine
 
 
 def test_the_ablation_verdict_compares_ledi_at_nfe_4_or_less_with_the_baselines_best(monkeypatch):
