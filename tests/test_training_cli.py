@@ -44,13 +44,17 @@ def test_train_fm_killed_then_resumed_from_its_last_checkpoint(tiny_trained_copy
     project = tiny_trained_copy  # fm_gaussian has checkpoints up to step 4
     ckpt = project / "data/06_models/checkpoints"
     # A longer run of train_fm, killed once its first new checkpoint is on disk ...
-    proc = subprocess.Popen([sys.executable, "-m", "kedro", "run", "--pipelines=train_fm",
-                             f"--params={fm_params(400, 6)}"],
-                            cwd=project, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    run_log = project / "killed_run.log"
+    with run_log.open("w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "kedro", "run", "--pipelines=train_fm",
+                                 f"--params={fm_params(400, 6)}"],
+                                cwd=project, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.time() + 240
     first = ckpt / "fm_gaussian" / "step_00000006"
     while not first.is_dir() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.2)
+    assert proc.poll() is None, f"the run ended (exit {proc.returncode}) before it was killed:\n" + \
+        run_log.read_text()[-3000:]
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert first.is_dir(), "no checkpoint appeared before the deadline"
