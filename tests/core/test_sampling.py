@@ -18,6 +18,17 @@ def randomised(module: nn.Module, seed: int = 0) -> nn.Module:
     return module.eval()
 
 
+class Constant(nn.Module):
+    """A flow of constant velocity v everywhere (a latent or an image flow: v(x, t) = v)."""
+
+    def __init__(self, v):
+        super().__init__()
+        self.v = nn.Parameter(torch.tensor(float(v)))
+
+    def forward(self, x, t):
+        return torch.zeros_like(x) + self.v
+
+
 @pytest.fixture(scope="module")
 def samplers():
     torch.manual_seed(0)
@@ -170,15 +181,7 @@ def test_inpainting_keeps_known_pixels(samplers, which):
 
 
 def test_straightness_is_zero_for_a_straight_flow():
-    class Constant(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.v = nn.Parameter(torch.full(SHAPE, 0.3))
-
-        def forward(self, x, t):
-            return self.v.expand_as(x)
-
-    assert straightness(GaussianSampler(Constant(), SHAPE), n=4, steps=8) == pytest.approx(0.0, abs=1e-12)
+    assert straightness(GaussianSampler(Constant(0.3), SHAPE), n=4, steps=8) == pytest.approx(0.0, abs=1e-12)
 
 
 def test_sampling_from_codes_is_ledi_with_the_latent_sampler_replaced(samplers):
@@ -200,14 +203,6 @@ def test_latent_quality_monitor_sees_a_shifted_sampler():
     scores about the sampling noise; a constant velocity 3 shifts every code by 3 (FD ~ 9 per dimension)."""
     from ledi_kedro.core.evaluation import latent_quality_monitor
 
-    class Constant(nn.Module):
-        def __init__(self, v):
-            super().__init__()
-            self.v = nn.Parameter(torch.tensor(float(v)))
-
-        def forward(self, z, t):
-            return torch.zeros_like(z) + self.v
-
     dim = 4
     codes = {"mu_z": torch.zeros(2000, dim), "logvar_z": torch.zeros(2000, dim)}
     monitor = latent_quality_monitor(lambda z: z, lambda x: x, codes, n_samples=2000, solver="euler", steps=2,
@@ -222,14 +217,6 @@ def test_flow_quality_monitor_follows_the_best_of_several_samplers():
     features against N(0, I) draws: v = 0 scores about the sampling noise, v = 0.5 a shift; a monitor given
     both ways of sampling (a warm model at two warmths) reports the better one, in any order."""
     from ledi_kedro.core.evaluation import flow_quality_monitor
-
-    class Constant(nn.Module):
-        def __init__(self, v):
-            super().__init__()
-            self.v = nn.Parameter(torch.tensor(float(v)))
-
-        def forward(self, x, t):
-            return torch.zeros_like(x) + self.v
 
     shape = (1, 2, 2)
     still, shifted = GaussianSampler(Constant(0.0), shape), GaussianSampler(Constant(0.5), shape)

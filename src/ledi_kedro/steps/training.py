@@ -305,10 +305,18 @@ def _monitor_key(measure: str, settings: dict[str, Any], models: dict[str, Train
 
 
 # ---------------------------------------------------------------- the image flow models
+def _warm(p: FMParams, v: FMVariant) -> bool:
+    """Whether this variant's flow model has a warmth input: LeDiFlow with ``fm.warmth.enabled`` (the baseline's
+    N(0, I) has no sigma to warm)."""
+    return p.warmth.enabled and v.prior == "learned"
+
+
 def _flow_sampler(ema: nn.Module, cfg, meta: dict[str, Any], prior_model: TrainedModel | None,
-                  latent_flow_model: TrainedModel | None, autoencoder_model: TrainedModel, device: torch.device):
-    """The sampler of a flow model's EMA weights while it trains (its record ``meta``; bf16 on CUDA)."""
-    fm = TrainedModel("dit", cfg, None, ema, meta)
+                  latent_flow_model: TrainedModel | None, autoencoder_model: TrainedModel, device: torch.device,
+                  warmth: float | None = None):
+    """The sampler of a flow model's EMA weights while it trains (its record ``meta``; bf16 on CUDA); with
+    ``warmth``, a warm model sampled at that warmth whatever the NFE."""
+    fm = TrainedModel("dit", cfg, None, ema, meta if warmth is None else meta | {"warmth_by_nfe": [[1, warmth]]})
     return make_sampler(fm, prior_model, latent_flow_model, autoencoder_model, device, precision="bf16")
 
 
@@ -325,9 +333,8 @@ def _flow_monitor(p: FMParams, v: FMVariant, run: RunParams, cfg, meta: dict[str
     warmths = p.warmth.monitor if meta["warmth_by_nfe"] else [None]
 
     def samplers_for(ema: nn.Module):
-        return [_flow_sampler(ema, cfg, meta if w is None else meta | {"warmth_by_nfe": [[1, w]]},
-                              prior_model if learned else None, latent_flow_model if learned else None,
-                              autoencoder_model, device) for w in warmths]
+        return [_flow_sampler(ema, cfg, meta, prior_model if learned else None,
+                              latent_flow_model if learned else None, autoencoder_model, device, w) for w in warmths]
 
     rows = seeded_rows(test_images, p.monitor.n_reference, run.seed)["images"]
     key = _monitor_key("fd of the flow's images", {
@@ -356,8 +363,7 @@ def _warmth_choice(ema: nn.Module, p: FMParams, run: RunParams, cfg, meta: dict[
     reference = as_float(test_images["images"][rows])
 
     def sampler_with(w: float):
-        return _flow_sampler(ema, cfg, meta | {"warmth_by_nfe": [[1, w]]}, prior_model, latent_flow_model,
-                             autoencoder_model, device)
+        return _flow_sampler(ema, cfg, meta, prior_model, latent_flow_model, autoencoder_model, device, w)
 
     w = p.warmth
     choice = choose_warmth(sampler_with, build_embedder(quality_embedder, device), reference, w.grid, w.nfe,
@@ -383,7 +389,7 @@ def train_flow(train_input: dict[str, Any], prior_model: TrainedModel | None, pr
     images = train_input["images"]
     channels = int(images.shape[1])
     prior_channels = p.prior_channels and v.prior == "learned"  # the baseline has no prior to look at
-    warmth = p.warmth.enabled and v.prior == "learned"  # nor a sigma to warm
+    warmth = _warm(p, v)
     cfg = replace(p.model, in_channels=3 * channels if prior_channels else channels, resolution=int(images.shape[-1]),
                   out_channels=channels if prior_channels else p.model.out_channels, warmth_input=warmth)
     train = with_run(p.train, run, offset=4)  # the same seed for both variants: same init, same batches
@@ -416,8 +422,7 @@ def flow_training_status(quality: list[float], steps: int, p: FMParams, v: FMVar
     if quality:
         t = p.train
         at_plateau = plateau_reached(quality, t.plateau_patience, t.plateau_min_rel_improvement, t.plateau_window)
-        warm = p.warmth.enabled and v.prior == "learned"
-        at = f", the best of warmths {', '.join(f'{w:g}' for w in p.warmth.monitor)}" if warm else ""
+        at = f", the best of warmths {', '.join(f'{w:g}' for w in p.warmth.monitor)}" if _warm(p, v) else ""
         out |= {"monitor": f"fd at NFE {v.monitor_nfe} ({p.monitor.solver}){at}, {p.monitor.n_samples} samples",
                 "final_quality": quality[-1], "best_quality": min(quality), "evaluations": len(quality),
                 "plateau_reached": at_plateau, "stop_reason": "plateau" if at_plateau else "step_cap"}
