@@ -164,6 +164,22 @@ def arm_summary(metrics: dict) -> dict:
     return {"ledi": ledi, "baseline": base, "verdict": verdict}
 
 
+def warmth_lines(trained: dict) -> list[str]:
+    """A warm arm's choice: which w each solver and NFE got, and the FD of each w tried (on held-out images outside
+    the reference); an arm run before the choice was per solver has one table, ``warmth_by_nfe`` (midpoint where
+    it spends the NFE, else euler). None for an arm without the warmth."""
+    if trained.get("warmth_by_solver"):
+        tables = {s: (rows, trained["warmth_fd"][s]) for s, rows in trained["warmth_by_solver"].items()}
+    elif trained.get("warmth_by_nfe"):
+        tables = {"midpoint (euler at odd NFE)": (trained["warmth_by_nfe"], trained["warmth_fd"])}
+    else:
+        return []
+    return [f"\nwarmth w chosen for {solver} (FD of each w tried, on held-out images outside the reference): "
+            + "; ".join(f"NFE {n}: w = {w:g} (" + ", ".join(f"{k}: {v:.3g}" for k, v in fd[str(n)].items()) + ")"
+                        for n, w in rows)
+            for solver, (rows, fd) in tables.items()]
+
+
 PAIRED = {"noise": "within the noise", "ledi": "LeDiFlow better", "gaussian": "baseline better"}
 
 
@@ -195,11 +211,7 @@ def table(repo: Path, arms: list[dict], not_in_base: list[str]) -> str:
             for model, label in (("ledi", "LeDiFlow"), ("gaussian", "baseline")):
                 q, ci = entry["quality"][model], entry["interval"][model]
                 grids.append(f"| {solver} | {label} | " + " | ".join(fmt(q.get(n), ci.get(n)) for n in NFES) + " |")
-        if t["ledi"].get("warmth_by_nfe"):  # the warmth arm: which w each NFE got, and the FD it was chosen by
-            fd = t["ledi"]["warmth_fd"]
-            grids.append("\nwarmth w chosen per NFE (FD of each w tried, on held-out images outside the reference): "
-                         + "; ".join(f"NFE {n}: w = {w:g} (" + ", ".join(f"{k}: {v:.3g}" for k, v in fd[str(n)].items())
-                                     + ")" for n, w in t["ledi"]["warmth_by_nfe"]))
+        grids += warmth_lines(t["ledi"])
     return "\n".join(lines + grids)
 
 

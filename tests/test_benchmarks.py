@@ -213,6 +213,19 @@ def test_the_ablation_verdict_compares_ledi_at_nfe_4_or_less_with_the_baselines_
     assert ablation.arm_summary(metrics(2.3, [2.1, 2.5]))["verdict"] == "worse"
 
 
+def test_the_ablation_lists_the_warmth_chosen_per_solver_and_reads_older_arms_single_table(monkeypatch):
+    ablation = _ablation(monkeypatch)
+    fd = {"1": {"0": 4.3, "1": 9.1}, "2": {"0": 3.3, "1": 2.9}}
+    per_solver = ablation.warmth_lines({"warmth_by_solver": {"euler": [[1, 0.0], [2, 1.0]], "midpoint": [[2, 0.0]]},
+                                        "warmth_fd": {"euler": fd, "midpoint": {"2": {"0": 2.5, "1": 2.8}}}})
+    assert [line.split(" (FD")[0] for line in per_solver] == ["\nwarmth w chosen for euler",
+                                                               "\nwarmth w chosen for midpoint"]
+    assert per_solver[0].endswith("NFE 1: w = 0 (0: 4.3, 1: 9.1); NFE 2: w = 1 (0: 3.3, 1: 2.9)")
+    older = ablation.warmth_lines({"warmth_by_nfe": [[1, 0.0], [2, 1.0]], "warmth_fd": fd})
+    assert len(older) == 1 and "midpoint (euler at odd NFE)" in older[0] and older[0].endswith(per_solver[0][-60:])
+    assert ablation.warmth_lines({"warmth_by_solver": {}}) == ablation.warmth_lines({}) == []
+
+
 @pytest.mark.slow
 def test_gpu_check_smoke(tmp_path):
     env = dict(os.environ, PYTHON=sys.executable)

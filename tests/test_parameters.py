@@ -91,6 +91,9 @@ def test_the_cifar10_cpu_profile_has_the_fashion_mnist_profiles_budget():
     ({"grid": [0.0, 1.5]}, r"fm.warmth: warmth.grid must be warmths in \[0, 1\], got \[0.0, 1.5\]"),
     ({"nfe": []}, r"warmth.nfe must be positive NFEs, got \[\]"),
     ({"monitor": []}, r"fm.warmth: warmth.monitor must be warmths in \[0, 1\], got \[\]"),
+    ({"solvers": []}, r"fm.warmth: warmth.solvers must name at least one fixed-step solver"),
+    ({"solvers": ["dopri5"]}, r"unknown warmth.solvers 'dopri5'"),
+    ({"solvers": ["rk4"], "nfe": [1, 2]}, r"warmth.solvers: rk4 spends 4 evaluations per step and none of warmth.nfe"),
     ({"monitor": [-0.5]}, r"warmth.monitor must be warmths in \[0, 1\], got \[-0.5\]"),
     ({"enabled": "yes"}, r"fm.warmth.enabled"),
 ])

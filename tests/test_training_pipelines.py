@@ -89,7 +89,8 @@ def test_pixel_chain(tmp_path):
 
 
 def test_latent_chain_with_the_prior_as_input_channels_and_warmth(tmp_path):
-    warmth = {"enabled": True, "grid": [0.0, 1.0], "nfe": [1, 4], "monitor": [0.0, 1.0]}
+    warmth = {"enabled": True, "grid": [0.0, 1.0], "nfe": [1, 4], "solvers": ["euler", "midpoint"],
+              "monitor": [0.0, 1.0]}
     out = run_chain(tmp_path, space="latent", extra={("fm", "prior_channels"): True, ("fm", "warmth"): warmth})
     ae = out["autoencoder_model"]
     assert ae.kind == "autoencoder" and float(ae.ema.scale) > 0
@@ -106,13 +107,16 @@ def test_latent_chain_with_the_prior_as_input_channels_and_warmth(tmp_path):
     sampler = make_sampler(ledi, out["prior_model"], out["latent_flow_model"], ae)
     res = sampler.sample(3, nfe=2, solver="midpoint", seed=0)
     assert res.x0.shape == (3, 2, 4, 4) and res.images.shape == (3, 1, 8, 8)
-    # warmth: LeDiFlow's model is told w, chosen after training for each listed NFE from the grid by FD
-    assert ledi.config.warmth_input and not gaussian.config.warmth_input and gaussian.meta["warmth_by_nfe"] == []
+    # warmth: LeDiFlow's model is told w, chosen after training from the grid by FD for each listed solver at each
+    # listed NFE it spends (midpoint cannot spend NFE 1)
+    assert ledi.config.warmth_input and not gaussian.config.warmth_input and gaussian.meta["warmth_by_solver"] == {}
     fd = out["ledi.fm_metrics"]["warmth_fd"]
-    assert set(fd) == {"1", "4"} and all(set(row) == {"0", "1"} and min(row.values()) > 0 for row in fd.values())
-    chosen = dict((int(n), w) for n, w in ledi.meta["warmth_by_nfe"])
-    assert chosen == {n: float(min(fd[str(n)], key=fd[str(n)].get)) for n in (1, 4)}
-    assert sampler.warmth_by_nfe == chosen and "warmth_fd" not in out["gaussian.fm_metrics"]
+    assert {s: set(by_nfe) for s, by_nfe in fd.items()} == {"euler": {"1", "4"}, "midpoint": {"4"}}
+    assert all(set(row) == {"0", "1"} and min(row.values()) > 0 for by_nfe in fd.values() for row in by_nfe.values())
+    chosen = {s: {int(n): w for n, w in rows} for s, rows in ledi.meta["warmth_by_solver"].items()}
+    assert chosen == {s: {int(n): float(min(row, key=row.get)) for n, row in by_nfe.items()}
+                      for s, by_nfe in fd.items()}
+    assert sampler.warmth_by_solver == chosen and "warmth_fd" not in out["gaussian.fm_metrics"]
     # while training, the plateau monitor followed the better of its two warmths (the baseline: its one sampler)
     assert out["ledi.fm_metrics"]["monitor"] == "fd at NFE 2 (midpoint), the best of warmths 0, 1, 4 samples"
     assert out["gaussian.fm_metrics"]["monitor"] == "fd at NFE 4 (midpoint), 4 samples"

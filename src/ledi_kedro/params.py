@@ -189,12 +189,13 @@ class MonitorParams:
 @dataclass(frozen=True)
 class WarmthParams:
     """Warm-Start Diffusion's warmth (arXiv 2507.09212) for LeDiFlow: trained on sigma blended toward 1 by a random
-    w ~ U(0, 1) that the flow model is told; after training, w is chosen per NFE from ``grid`` (FD of
+    w ~ U(0, 1) that the flow model is told; after training, w is chosen per solver and NFE from ``grid`` (FD of
     ``fm.monitor.n_samples`` images against held-out images outside the monitor's reference)."""
 
     enabled: bool
-    grid: list[float]  # the warmths tried at each NFE
+    grid: list[float]  # the warmths tried at each solver and NFE
     nfe: list[int]  # the NFEs a warmth is chosen for; another NFE uses the choice of the next lower one
+    solvers: list[str]  # the solvers a warmth is chosen for (at the NFEs they spend); another uses the last one's
     monitor: list[float]  # the warmths the plateau monitor watches while training; it follows the best of them
 
     def __post_init__(self) -> None:
@@ -204,6 +205,13 @@ class WarmthParams:
                 raise ValueError(f"warmth.{key} must be warmths in [0, 1], got {warmths}")
         if not self.nfe or any(n < 1 for n in self.nfe):
             raise ValueError(f"warmth.nfe must be positive NFEs, got {list(self.nfe)}")
+        if not self.solvers:
+            raise ValueError("warmth.solvers must name at least one fixed-step solver")
+        for solver in self.solvers:
+            check_solver(solver, adaptive=False, what="warmth.solvers")
+            if not any(n % stages(solver) == 0 for n in self.nfe):
+                raise ValueError(f"warmth.solvers: {solver} spends {stages(solver)} evaluations per step and none "
+                                 f"of warmth.nfe {list(self.nfe)} is a multiple of it")
 
 
 @dataclass(frozen=True)

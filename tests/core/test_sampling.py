@@ -36,7 +36,7 @@ def samplers():
     prior = PriorModel(PriorConfig(in_channels=1, resolution=8, z_dim=6, base_channels=8)).eval()
     latent = randomised(LatentFlow(LatentFlowConfig(z_dim=6, hidden=16, depth=1)), seed=1)
     return GaussianSampler(flow, SHAPE), LeDiFlowSampler(flow, prior, latent, SHAPE, prior_noise_scale=1.0,
-                                                               prior_channels=False, warmth_by_nfe=None,
+                                                               prior_channels=False, warmth_by_solver=None,
                                                                sample_steps=4,
                                                                sample_solver="midpoint")
 
@@ -83,7 +83,7 @@ def test_with_prior_channels_the_flow_sees_the_priors_mean_and_log_variance_of_i
     _, plain = samplers
     spy = SpyFlow()
     ledi = LeDiFlowSampler(spy, plain.prior_model, plain.latent_flow, SHAPE, prior_noise_scale=1.0,
-                           prior_channels=True, warmth_by_nfe=None, sample_steps=4, sample_solver="midpoint")
+                           prior_channels=True, warmth_by_solver=None, sample_steps=4, sample_solver="midpoint")
     res = ledi.sample(3, steps=2, solver="euler", seed=4)
     assert res.images.shape == (3, *SHAPE) and len(spy.inputs) == 2
     with torch.no_grad():
@@ -115,14 +115,16 @@ class WarmthSpy(SpyFlow):
         return super().forward(x, t)
 
 
-def test_a_warm_sampler_looks_its_warmth_up_by_the_calls_nfe_and_blends_sigma_toward_one(samplers):
+def test_a_warm_sampler_looks_its_warmth_up_by_the_calls_solver_and_nfe_and_blends_sigma_toward_one(samplers):
     _, plain = samplers
     spy = WarmthSpy()
     ledi = LeDiFlowSampler(spy, plain.prior_model, plain.latent_flow, SHAPE, prior_noise_scale=1.0,
-                           prior_channels=False, warmth_by_nfe={4: 0.0, 1: 1.0}, sample_steps=4,
-                           sample_solver="midpoint")
-    assert [ledi.warmth_for(n) for n in (1, 2, 3, 4, 64, None)] == [1.0, 1.0, 1.0, 0.0, 0.0, 0.0]
-    hot = ledi.sample(3, nfe=2, solver="euler", seed=4)  # NFE 2 -> the entry of NFE 1: w = 1
+                           prior_channels=False, warmth_by_solver={"euler": {4: 0.0, 1: 1.0}, "midpoint": {2: 0.5}},
+                           sample_steps=4, sample_solver="midpoint")
+    assert [ledi.warmth_for("euler", n) for n in (1, 2, 3, 4, 64, None)] == [1.0, 1.0, 1.0, 0.0, 0.0, 0.0]
+    # midpoint's own table; a solver without one (rk4, adaptive dopri5) uses the last one listed, midpoint's
+    assert [ledi.warmth_for(s, n) for s, n in (("midpoint", 4), ("rk4", 4), ("dopri5", None))] == [0.5] * 3
+    hot = ledi.sample(3, nfe=2, solver="euler", seed=4)  # euler, NFE 2 -> the entry of NFE 1: w = 1
     assert spy.warmths == [1.0, 1.0]
     with torch.no_grad():
         mean, logvar = ledi.prior_model.decode(hot.z)
@@ -130,16 +132,20 @@ def test_a_warm_sampler_looks_its_warmth_up_by_the_calls_nfe_and_blends_sigma_to
     cold = plain.sample(3, steps=1, seed=4)
     torch.testing.assert_close(hot.x0 - mean, (cold.x0 - mean) / torch.exp(0.5 * logvar))
     spy.warmths.clear()
-    same = ledi.sample(3, steps=2, solver="midpoint", seed=4)  # 2 midpoint steps = NFE 4 -> w = 0
+    same = ledi.sample(3, steps=4, solver="euler", seed=4)  # 4 euler steps = NFE 4 -> w = 0
     assert spy.warmths == [0.0] * 4
     torch.testing.assert_close(same.x0, cold.x0)  # w = 0 is the learned prior itself
     spy.warmths.clear()
+    ledi.sample(3, steps=2, solver="midpoint", seed=4)  # the same NFE 4 with midpoint: its own w = 0.5
+    assert spy.warmths == [0.5] * 4
+    spy.warmths.clear()
     ledi.sample_from_codes(torch.zeros(2, 6), torch.zeros(2, 6), nfe=1)
-    ledi.interpolate(1, 2, n_points=3, nfe=4, solver="midpoint")
+    ledi.interpolate(1, 2, n_points=3, nfe=4, solver="euler")
     assert spy.warmths == [1.0] + [0.0] * 4
-    with pytest.raises(ValueError, match="at least one NFE"):
-        LeDiFlowSampler(spy, plain.prior_model, plain.latent_flow, SHAPE, prior_noise_scale=1.0,
-                        prior_channels=False, warmth_by_nfe={}, sample_steps=4, sample_solver="midpoint")
+    for empty in ({}, {"euler": {}}):
+        with pytest.raises(ValueError, match="at least one solver with at least one NFE"):
+            LeDiFlowSampler(spy, plain.prior_model, plain.latent_flow, SHAPE, prior_noise_scale=1.0,
+                            prior_channels=False, warmth_by_solver=empty, sample_steps=4, sample_solver="midpoint")
 
 
 def test_interpolation_end_points(samplers):
@@ -231,3 +237,33 @@ def test_flow_quality_monitor_follows_the_best_of_several_samplers():
     assert monitor(shifted, still) == monitor(still, shifted) == alone
     with pytest.raises(ValueError, match="no sampler"):
         monitor()
+
+
+class Decay(nn.Module):
+    """dx/dt = -c x: from x0 ~ N(0, I), one Euler step of size h multiplies x by 1 - c h, one midpoint step by
+    1 - c h + (c h)^2 / 2 (closed forms for the solvers' choice of warmth below)."""
+
+    def __init__(self, c: float):
+        super().__init__()
+        self.c = nn.Parameter(torch.tensor(c))
+
+    def forward(self, x, t):
+        return -self.c * x
+
+
+def test_the_warmth_is_chosen_per_solver_where_the_solvers_disagree():
+    """Warmth w gives decay c = 0.5 + 0.5 w, judged against N(0, 0.5^2 I). At NFE 2 euler's gain (1 - c/2)^2 is
+    0.56 at w = 0 and 0.25 at w = 1, and midpoint's 1 - c + c^2/2 is 0.63 and exactly 0.5: euler takes w = 0 and
+    midpoint w = 1 at the same NFE. At NFE 1 (euler only) 1 - c is exactly 0.5 at w = 0."""
+    from ledi_kedro.core.evaluation import choose_warmth
+
+    shape = (1, 2, 2)
+    reference = (0.5 * torch.randn(4000, *shape, generator=torch.Generator().manual_seed(7))).clamp(-1, 1)
+    choice = choose_warmth(lambda w: GaussianSampler(Decay(0.5 + 0.5 * w), shape), lambda x: x.flatten(1),
+                           reference, grid=[0.0, 1.0], nfes=[1, 2], n_samples=2000, solvers=["euler", "midpoint"],
+                           batch_size=1000)
+    assert choice.by_solver == {"euler": {1: 0.0, 2: 0.0}, "midpoint": {2: 1.0}}
+    assert set(choice.fd["midpoint"][2]) == {0.0, 1.0} and choice.fd["midpoint"][2][1.0] < 0.05
+    with pytest.raises(ValueError, match="rk4"):  # rk4 spends 4 per step: neither NFE 1 nor 2
+        choose_warmth(lambda w: GaussianSampler(Decay(0.5), shape), lambda x: x.flatten(1), reference, [0.0],
+                      [1, 2], 10, ["euler", "rk4"])

@@ -77,14 +77,15 @@ class FlowRecord:
     """What an image flow model's artifact says about how to sample it (``meta`` in its state.json): where
     x0 comes from, the prior noise scale s in x0 = mu(z) + s exp(lv(z)/2) eps (``fm.prior_noise_scale``),
     whether the flow model also sees mu(z) and lv(z) as input channels (``fm.prior_channels``), and the warmth
-    chosen per NFE for a model with a warmth input (``fm.warmth``: [[nfe, w], ...]; empty for the others)."""
+    chosen per solver and NFE for a model with a warmth input (``fm.warmth``: {solver: [[nfe, w], ...]}; empty
+    for the others)."""
 
     prior: PriorKind
     name: str
     time_sampler: TimeSamplerName
     prior_noise_scale: float
     prior_channels: bool
-    warmth_by_nfe: list[list[float]]
+    warmth_by_solver: dict[str, list[list[float]]]
     space: Space
 
 
@@ -185,7 +186,8 @@ def make_sampler(fm: TrainedModel, prior: TrainedModel | None = None, latent_flo
         lf = read_record(LatentSamplerRecord, latent_flow, "latent sampler")
         return LeDiFlowSampler(flow, prior.inference.to(device), latent_flow.inference.to(device), shape,
                                prior_noise_scale=record.prior_noise_scale, prior_channels=record.prior_channels,
-                               warmth_by_nfe={int(n): float(w) for n, w in record.warmth_by_nfe} or None,
+                               warmth_by_solver={solver: {int(n): float(w) for n, w in table}
+                                                 for solver, table in record.warmth_by_solver.items()} or None,
                                sample_steps=lf.sample_steps,
                                sample_solver=lf.sample_solver, decode=decode, device=device, precision=precision)
     return GaussianSampler(flow, shape, decode=decode, device=device, precision=precision)

@@ -8,7 +8,7 @@ LeDiFlow's overhead (``latent_nfe``: the latent sampler).
 LeDiFlow: w ~ N(0, I) -> z by the latent flow ODE -> x0 = mu(z) + s exp(lv(z)/2) eps -> image ODE.
 Baseline: x0 ~ N(0, I) -> image ODE.
 A LeDiFlow model trained with a warmth input (Warm-Start Diffusion) draws x0 = mu + s ((1 - w) sigma + w) eps
-and is told w, with w looked up by the NFE of the call (``warmth_by_nfe``).
+and is told w, with w looked up by the solver and NFE of the call (``warmth_by_solver``).
 """
 
 from __future__ import annotations
@@ -167,22 +167,25 @@ class LeDiFlowSampler(FlowSampler):
 
     def __init__(self, flow: nn.Module, prior_model: nn.Module, latent_flow: nn.Module,
                  shape: tuple[int, int, int], *, prior_noise_scale: float, prior_channels: bool,
-                 warmth_by_nfe: dict[int, float] | None, sample_steps: int, sample_solver: str,
+                 warmth_by_solver: dict[str, dict[int, float]] | None, sample_steps: int, sample_solver: str,
                  decode: Decode | None = None, device: torch.device | str | None = None, precision: str = "fp32"):
         """``prior_noise_scale`` (s in x0 = mu(z) + s exp(lv(z)/2) eps), ``prior_channels`` (the flow also sees
-        mu(z) and lv(z) of its x0 as input channels), ``warmth_by_nfe`` (NFE -> warmth w for a flow model with a
-        warmth input; None for the others), ``sample_solver`` and ``sample_steps`` (the latent sampler's ODE)
-        have no defaults here and carry their YAML names: the project's live in conf/base (``fm.prior_noise_scale``,
-        ``fm.prior_channels``, ``fm.warmth``, ``latent_flow.sample_solver`` and ``sample_steps``) and travel with
-        the trained models' records (:func:`ledi_kedro.core.artifacts.make_sampler`)."""
+        mu(z) and lv(z) of its x0 as input channels), ``warmth_by_solver`` (solver -> NFE -> warmth w for a flow
+        model with a warmth input, see :meth:`warmth_for`; None for the others), ``sample_solver`` and
+        ``sample_steps`` (the latent sampler's ODE) have no defaults here and carry their YAML names: the project's
+        live in conf/base (``fm.prior_noise_scale``, ``fm.prior_channels``, ``fm.warmth``,
+        ``latent_flow.sample_solver`` and ``sample_steps``) and travel with the trained models' records
+        (:func:`ledi_kedro.core.artifacts.make_sampler`)."""
         super().__init__(flow, shape, decode, device, precision)
         self.prior_model = prior_model.eval()
         self.latent_flow = latent_flow.eval()
         self.prior_noise_scale = prior_noise_scale
         self.prior_channels = prior_channels
-        if warmth_by_nfe is not None and not warmth_by_nfe:
-            raise ValueError("warmth_by_nfe: give at least one NFE -> warmth pair, or None for no warmth input")
-        self.warmth_by_nfe = dict(sorted(warmth_by_nfe.items())) if warmth_by_nfe else None
+        if warmth_by_solver is not None and (not warmth_by_solver or not all(warmth_by_solver.values())):
+            raise ValueError("warmth_by_solver: give at least one solver with at least one NFE -> warmth pair, or "
+                             f"None for no warmth input; got {warmth_by_solver}")
+        self.warmth_by_solver = ({solver: dict(sorted(table.items())) for solver, table in warmth_by_solver.items()}
+                                 if warmth_by_solver is not None else None)
         self._warmth: float | None = None  # the warmth of the call in progress (see prepare)
         self._condition: torch.Tensor | None = None  # [mu(z), lv(z)] of the x0 being integrated (prior_channels)
         self.sample_steps, self.sample_solver = sample_steps, sample_solver
@@ -203,22 +206,23 @@ class LeDiFlowSampler(FlowSampler):
             self._condition = torch.cat([mean, logvar], dim=1)
         return x0
 
-    def warmth_for(self, nfe: int | None) -> float | None:
-        """The warmth for a call that spends ``nfe`` image-flow evaluations (None: adaptive): the entry of the
-        largest listed NFE <= ``nfe`` (the smallest listed below it; the largest for an adaptive solver);
-        None for a flow model without a warmth input."""
-        if self.warmth_by_nfe is None:
+    def warmth_for(self, solver: str, nfe: int | None) -> float | None:
+        """The warmth for a call with ``solver`` that spends ``nfe`` image-flow evaluations (None: adaptive), from
+        the solver's table (a solver without one: the table of the last solver listed): the entry of the largest
+        listed NFE <= ``nfe`` (the smallest listed below it; the largest for an adaptive solver). None for a flow
+        model without a warmth input."""
+        if self.warmth_by_solver is None:
             return None
-        listed = list(self.warmth_by_nfe)
-        below = [n for n in listed if nfe is None or n <= nfe]
-        return self.warmth_by_nfe[max(below) if below else min(listed)]
+        table = self.warmth_by_solver.get(solver) or list(self.warmth_by_solver.values())[-1]
+        below = [n for n in table if nfe is None or n <= nfe]
+        return table[max(below) if below else min(table)]
 
     def prepare(self, solver: str, steps: int | None = None, nfe: int | None = None) -> None:
         if solver in ADAPTIVE_SOLVERS:
             nfe = None
         elif steps is not None:
             nfe = steps * stages(solver)
-        self._warmth = self.warmth_for(nfe)
+        self._warmth = self.warmth_for(solver, nfe)
 
     def _velocity(self, x: torch.Tensor, t: torch.Tensor, **conditioning) -> torch.Tensor:
         if self._warmth is not None:

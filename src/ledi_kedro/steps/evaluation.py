@@ -391,7 +391,7 @@ def _memorisation_summary(rows: list[dict[str, Any]], ev: EvaluateParams) -> tup
 
 
 TRAINING_STATUS_KEYS = ("stop_reason", "steps", "step_cap", "best_quality", "final_quality", "evaluations", "monitor",
-                        "warmth_by_nfe", "warmth_fd")
+                        "warmth_by_solver", "warmth_fd")
 
 
 @dataclass

@@ -315,8 +315,9 @@ def _flow_sampler(ema: nn.Module, cfg, meta: dict[str, Any], prior_model: Traine
                   latent_flow_model: TrainedModel | None, autoencoder_model: TrainedModel, device: torch.device,
                   warmth: float | None = None):
     """The sampler of a flow model's EMA weights while it trains (its record ``meta``; bf16 on CUDA); with
-    ``warmth``, a warm model sampled at that warmth whatever the NFE."""
-    fm = TrainedModel("dit", cfg, None, ema, meta if warmth is None else meta | {"warmth_by_nfe": [[1, warmth]]})
+    ``warmth``, a warm model sampled at that warmth whatever the solver and NFE."""
+    fixed = {"warmth_by_solver": {"euler": [[1, warmth]]}}  # the one table: every solver and NFE looks it up
+    fm = TrainedModel("dit", cfg, None, ema, meta if warmth is None else meta | fixed)
     return make_sampler(fm, prior_model, latent_flow_model, autoencoder_model, device, precision="bf16")
 
 
@@ -324,13 +325,13 @@ def _flow_monitor(p: FMParams, v: FMVariant, run: RunParams, cfg, meta: dict[str
                   latent_flow_model: TrainedModel, autoencoder_model: TrainedModel, quality_embedder: TrainedModel,
                   test_images: dict[str, Any]) -> tuple[EvaluateFn | None, dict[str, Any] | None]:
     """FD at ``variant.monitor_nfe`` on the judge's features and what it measures (the trainer's
-    ``evaluate_key``), or Nones when ``fm.train.eval_every`` is 0. A warm model (``meta``'s ``warmth_by_nfe``
+    ``evaluate_key``), or Nones when ``fm.train.eval_every`` is 0. A warm model (``meta``'s ``warmth_by_solver``
     not empty) is watched at each warmth of ``fm.warmth.monitor``, and the monitor follows the best of them."""
     if not p.train.eval_every:
         return None, None
     device = resolve_device(run.device)
     learned = v.prior == "learned"
-    warmths = p.warmth.monitor if meta["warmth_by_nfe"] else [None]
+    warmths = p.warmth.monitor if meta["warmth_by_solver"] else [None]
 
     def samplers_for(ema: nn.Module):
         return [_flow_sampler(ema, cfg, meta, prior_model if learned else None,
@@ -349,7 +350,7 @@ def _flow_monitor(p: FMParams, v: FMVariant, run: RunParams, cfg, meta: dict[str
 def _warmth_choice(ema: nn.Module, p: FMParams, run: RunParams, cfg, meta: dict[str, Any], prior_model: TrainedModel,
                    latent_flow_model: TrainedModel, autoencoder_model: TrainedModel, quality_embedder: TrainedModel,
                    test_images: dict[str, Any]) -> dict[str, Any]:
-    """The record's warmth per NFE (``fm.warmth``), chosen on held-out images outside the monitor's reference
+    """The record's warmth per solver and NFE (``fm.warmth``), chosen on held-out images outside the monitor's reference
     (which the evaluation's reference shares), so that no image the reported figures are measured against
     takes part in the choice; ``warmth_fd``: every FD tried."""
     device = resolve_device(run.device)
@@ -367,12 +368,14 @@ def _warmth_choice(ema: nn.Module, p: FMParams, run: RunParams, cfg, meta: dict[
 
     w = p.warmth
     choice = choose_warmth(sampler_with, build_embedder(quality_embedder, device), reference, w.grid, w.nfe,
-                           p.monitor.n_samples, p.monitor.solver, p.monitor.batch_size, seed=run.seed)
-    for nfe, row in choice.fd.items():
-        log.info("warmth at NFE %d: %s -> w = %g", nfe, "  ".join(f"w={k:g}: FD {v:.3f}" for k, v in row.items()),
-                 choice.by_nfe[nfe])
-    return {"warmth_by_nfe": [[nfe, w] for nfe, w in choice.by_nfe.items()],
-            "warmth_fd": {str(nfe): {f"{k:g}": v for k, v in row.items()} for nfe, row in choice.fd.items()}}
+                           p.monitor.n_samples, w.solvers, p.monitor.batch_size, seed=run.seed)
+    for solver, by_nfe in choice.fd.items():
+        for nfe, row in by_nfe.items():
+            log.info("warmth for %s at NFE %d: %s -> w = %g", solver, nfe,
+                     "  ".join(f"w={k:g}: FD {v:.3f}" for k, v in row.items()), choice.by_solver[solver][nfe])
+    return {"warmth_by_solver": {s: [[nfe, w] for nfe, w in table.items()] for s, table in choice.by_solver.items()},
+            "warmth_fd": {s: {str(nfe): {f"{k:g}": v for k, v in row.items()} for nfe, row in by_nfe.items()}
+                          for s, by_nfe in choice.fd.items()}}
 
 
 def train_flow(train_input: dict[str, Any], prior_model: TrainedModel | None, prior_codes: dict[str, Any] | None,
@@ -403,7 +406,7 @@ def train_flow(train_input: dict[str, Any], prior_model: TrainedModel | None, pr
     # While training, a warm model is monitored (and stopped) at the best of fm.warmth.monitor's warmths; its
     # record's warmth until the choice after training: w = 0, the learned prior itself.
     meta = asdict(FlowRecord(v.prior, v.name, p.time_sampler, p.prior_noise_scale, prior_channels,
-                             [[1, 0.0]] if warmth else [], run.space))
+                             {"euler": [[1, 0.0]]} if warmth else {}, run.space))
     monitor, monitor_key = _flow_monitor(p, v, run, cfg, meta, prior_model, latent_flow_model, autoencoder_model,
                                          quality_embedder, test_images)
     result = run_training(v.name, lambda: DiT(cfg), loss, data, train, run, {**cfg.to_dict(), **meta}, monitor,

@@ -18,10 +18,10 @@ from ledi_kedro.training import final_loss, plot_loss_history
 def summarize_fm(fm_model: TrainedModel, history: pl.DataFrame, quality_history: pl.DataFrame, fm: dict,
                  variant: dict) -> dict[str, Any]:
     """Training figures, whether the quality reached its plateau or training hit the step cap, and the warmth
-    chosen per NFE (a model trained with ``fm.warmth``)."""
+    chosen per solver and NFE (a model trained with ``fm.warmth``)."""
     status = flow_training_status(quality_history["quality"].to_list() if quality_history.height else [],
                                   history.height, parse("fm", fm), from_dict(FMVariant, variant, "variant"))
-    warmth = {k: fm_model.meta[k] for k in ("warmth_by_nfe", "warmth_fd") if fm_model.meta.get("warmth_fd")}
+    warmth = {k: fm_model.meta[k] for k in ("warmth_by_solver", "warmth_fd") if fm_model.meta.get("warmth_fd")}
     return status | warmth | {"final_train_loss": final_loss(history)}
 
 
