@@ -60,15 +60,19 @@ def sh(cmd: list[str], cwd: Path, log: Path | None = None, echo: bool = True) ->
 def profile_files(profile: str, leave_out: list[str] = ()) -> dict[str, dict]:
     """conf/local's files for ``profile``: its data source (the file dvc.yaml reads) and the rest of its
     settings, with the project's relative paths made absolute and the dotted keys ``leave_out`` left out (they
-    fall back to conf/base)."""
+    fall back to conf/base), or, written ``KEY=VALUE``, set back to the value the base arm ran with."""
     conf = yaml.safe_load((PROJECT_ROOT / "conf" / profile / "parameters.yml").read_text())
-    for key in leave_out:
+    for entry in leave_out:
+        key, _, value = entry.partition("=")
         *path, leaf = key.split(".")
         sections = [conf]
         for part in path:
             sections.append(sections[-1].get(part, {}))
         if leaf not in sections[-1]:
             sys.exit(f"ablation: {key} (not_in_base) is not set in conf/{profile}/parameters.yml")
+        if value:
+            sections[-1][leaf] = yaml.safe_load(value)
+            continue
         del sections[-1][leaf]
         for parent, part, section in reversed(list(zip(sections, path, sections[1:]))):
             if not section:  # a section left empty goes too (conf/base's applies)
@@ -185,7 +189,9 @@ PAIRED = {"noise": "within the noise", "ledi": "LeDiFlow better", "gaussian": "b
 
 def table(repo: Path, arms: list[dict], not_in_base: list[str]) -> str:
     refs = {"base": base_rev(repo), **experiment_refs(repo)}
-    base = "the profile" + (f" without {', '.join(not_in_base)} (conf/base's)" if not_in_base else "")
+    left_out, set_back = [k for k in not_in_base if "=" not in k], [k for k in not_in_base if "=" in k]
+    base = ("the profile" + (f" without {', '.join(left_out)} (conf/base's)" if left_out else "")
+            + (f" with {', '.join(set_back)}" if set_back else ""))
     hypotheses = {"base": base, **{a["name"]: a["hypothesis"] for a in arms}}
     lines = ["| arm | LeDiFlow best at NFE <= 4 | held-out codes @ 2 | baseline's best | LeDiFlow at NFE <= 4 vs "
              "the baseline's best | paired difference, against the baseline at the same solver and NFE | "

@@ -144,9 +144,10 @@ def test_every_ablation_arm_changes_a_setting_that_exists_where_it_sets_it(monke
 
 def test_the_ablation_profile_is_the_environments_with_absolute_paths(monkeypatch):
     ablation = _ablation(monkeypatch)
-    files = ablation.profile_files("cifar10_cpu", ["fm.warmth.enabled"])
+    files = ablation.profile_files("cifar10_cpu", ["fm.warmth.enabled", "fm.train.plateau_patience=3"])
     assert set(files) == {"parameters_data_source.yml", "parameters_cifar10_cpu.yml"}
     assert "warmth" not in files["parameters_cifar10_cpu.yml"]["fm"]  # the shipped warmth left out
+    assert files["parameters_cifar10_cpu.yml"]["fm"]["train"]["plateau_patience"] == 3  # the shipped 5 set back
     assert files["parameters_data_source.yml"]["data_source"]["path"] == str(
         (PROJECT_ROOT / "../shared/datasets/cifar10-jpg.tar.gz").resolve())
     rest = files["parameters_cifar10_cpu.yml"]

@@ -76,9 +76,11 @@ def test_missing_unknown_and_data_derived_keys_are_named():
 
 def test_the_cifar10_cpu_profile_has_the_fashion_mnist_profiles_budget():
     """conf/cifar10_cpu compares the data sets on one chain: only the data, the channels, the judge, the
-    latent-sampler sweep's breadth and the ablation's choice (the warmth) may differ from conf/cpu_benchmark."""
+    latent-sampler sweep's breadth and the ablation's choices (the warmth, a longer plateau patience) may differ
+    from conf/cpu_benchmark."""
     fmnist, cifar = load("cpu_benchmark"), load("cifar10_cpu")
     assert cifar["fm"]["warmth"].pop("enabled") is True is not fmnist["fm"]["warmth"].pop("enabled")
+    assert cifar["fm"]["train"].pop("plateau_patience") == 5 > fmnist["fm"]["train"].pop("plateau_patience")
     for section in ("run", "prior", "latent_flow", "fm", "gaussian", "ledi", "autoencoder"):
         assert cifar[section] == fmnist[section], section
     assert {k: v for k, v in cifar["evaluate"].items() if k != "latent_sweep"} == {
