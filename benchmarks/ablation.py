@@ -171,7 +171,7 @@ def arm_summary(metrics: dict) -> dict:
 def warmth_lines(trained: dict) -> list[str]:
     """A warm arm's choice: which w each solver and NFE got, and the FD of each w tried (on held-out images outside
     the reference); an arm run before the choice was per solver has one table, ``warmth_by_nfe`` (midpoint where
-    it spends the NFE, else euler). None for an arm without the warmth."""
+    it spends the NFE, else euler). No lines for an arm without the warmth."""
     if trained.get("warmth_by_solver"):
         tables = {s: (rows, trained["warmth_fd"][s]) for s, rows in trained["warmth_by_solver"].items()}
     elif trained.get("warmth_by_nfe"):

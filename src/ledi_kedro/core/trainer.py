@@ -197,23 +197,25 @@ def _fingerprint(train: TrainConfig, model_config: dict[str, Any], data_hash: st
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def _changed_keys(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """The keys whose values differ between ``a`` and ``b`` (missing on one side counts), sorted."""
+    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+
+
 def stale_reasons(old: dict[str, Any], new: dict[str, Any], resumable: frozenset[str]) -> list[str]:
-    """What differs between a checkpoint's state and this run: settings, data, code (named per module)."""
+    """What differs between a checkpoint's state and this run: settings, data, code (named per module) and
+    what the quality monitor measures."""
     reasons = []
     for group in ("train_config", "model_config"):
         a, b = old.get(group, {}), new.get(group, {})
-        reasons += [f"{group.split('_')[0]}.{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b))
-                    if a.get(k) != b.get(k) and k not in resumable]
+        reasons += [f"{group.split('_')[0]}.{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in _changed_keys(a, b)
+                    if k not in resumable]
     if old.get("data_hash") != new.get("data_hash"):
         reasons.append("the training data differ")
-    old_code, new_code = old.get("code", {}), new.get("code", {})
-    changed = sorted(k for k in set(old_code) | set(new_code) if old_code.get(k) != new_code.get(k))
-    if changed:
-        reasons.append(f"the code changed: {', '.join(changed)}")
-    old_eval, new_eval = old.get("evaluate_key") or {}, new.get("evaluate_key") or {}
-    changed = sorted(k for k in set(old_eval) | set(new_eval) if old_eval.get(k) != new_eval.get(k))
-    if changed:
-        reasons.append(f"the quality monitor changed: {', '.join(changed)}")
+    for key, what in (("code", "the code changed"), ("evaluate_key", "the quality monitor changed")):
+        changed = _changed_keys(old.get(key) or {}, new.get(key) or {})
+        if changed:
+            reasons.append(f"{what}: {', '.join(changed)}")
     return reasons
 
 
