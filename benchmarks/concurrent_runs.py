@@ -27,7 +27,7 @@ from ledi_kedro.core.threads import available_cores
 
 ROOT = Path(__file__).resolve().parents[1]
 INPUTS = ["data/05_model_input/train_model_input.safetensors", "data/05_model_input/prior_codes.safetensors",
-          "data/05_model_input/test_images.safetensors", "data/06_models/prior", "data/06_models/latent_flow",
+          "data/05_model_input/validation_images.safetensors", "data/06_models/prior", "data/06_models/latent_flow",
           "data/06_models/autoencoder", "data/06_models/quality_embedder"]
 RATE = re.compile(r"(fm_\w+): step (\d+)/\d+ \| .*? \| ([\d.]+) it/s")
 

@@ -9,7 +9,9 @@ overrides of the ``latent_flow`` section, several per ``--variant`` separated by
 sampler with the pipeline's own step (:func:`ledi_kedro.steps.training.train_latent_flow`, checkpoints in
 ``<workspace>/latent_sampler_study/<variant>``) and scores LeDiFlow with it through the evaluation's own
 latent-sampler sweep (:func:`ledi_kedro.steps.evaluation.latent_sampler_points`, the settings of the
-environment's ``evaluate`` section). Prints one table: quality per latent solver x steps and image NFE, with
+environment's ``evaluate`` section, scored on the validation split: a choice never reads the test split).
+Prints one table
+: quality per latent solver x steps and image NFE, with
 intervals, and the encoder-code rows, per variant.
 """
 
@@ -78,8 +80,10 @@ def main(argv: list[str] | None = None) -> None:
     def tensors(name: str) -> dict:
         return load_file(str(workspace / "data" / "05_model_input" / f"{name}.safetensors"))
 
-    train_input, test_input = tensors("train_model_input"), tensors("test_model_input")
-    train_images, test_images = tensors("train_images"), tensors("test_images")
+    # A choice, so it reads the validation split (the monitor's block trains, the evaluation's reference is the
+    # whole split here); the test split is the evaluation's alone.
+    train_input, validation_input = tensors("train_model_input"), tensors("validation_model_input")
+    train_images, validation_images = tensors("train_images"), tensors("validation_images")
     codes = tensors("prior_codes")
     ev = parse("evaluate", deep_merge(base, overrides(args.sweep, sep=";"))["evaluate"])
     lines, first, saved = [], None, {}
@@ -91,11 +95,13 @@ def main(argv: list[str] | None = None) -> None:
         name = re.sub(r"[^A-Za-z0-9_.=-]+", "_", text) or "configured"
         run = parse("run", deep_merge(params["run"], {"checkpoint_root": str(workspace / "latent_sampler_study" / name)}))
         start = time.perf_counter()
-        latent, result = train_steps.train_latent_flow(codes, prior, ae, judge, test_input,
+        latent, result = train_steps.train_latent_flow(codes, prior, ae, judge, validation_input,
                                                        parse("latent_flow", params["latent_flow"]), run)
         train_min = (time.perf_counter() - start) / 60
-        ref = ev_steps.reference_set(judge, train_images, test_images, ev, run)
-        rows = ev_steps.latent_sampler_points(ledi, prior, latent, ae, judge, train_input, test_input, ref, ev, run)
+        ref = ev_steps.reference_set(judge, train_images, validation_images, ev, run)
+        rows = ev_steps.latent_sampler_points(ledi, prior, latent, ae, judge, train_input, validation_input, ref, ev,
+                                              run)
+
         history = ", ".join(f"{e['step']}: {e['quality']:.3g}" for e in result.eval_history)
         lines += ["", f"## {text or 'as configured'} (trained {result.steps} steps in {train_min:.1f} min, "
                       f"{result.stop_reason}; monitor: {history or 'off'})", "",

@@ -60,7 +60,11 @@ def test_sweep_table(evaluated):
     euler = table.filter((pl.col("model") == "ledi") & (pl.col("solver") == "euler"))
     assert euler["nfe"].to_list() == [1.0, 2.0, 4.0]
     mid = table.filter((pl.col("model") == "gaussian") & (pl.col("solver") == "midpoint"))
-    assert mid["nfe"].to_list() == [2.0, 4.0]  # NFE 1 cannot be spent by a 2-stage solver
+    assert mid["nfe"].to_list()[:2] == [2.0, 4.0]  # NFE 1 cannot be spent by a 2-stage solver
+    on_grid = dict(zip(mid["nfe"].to_list()[:2], mid["fd"].to_list()[:2]))
+    # one more point at twice the grid's edge exactly when the baseline's best sat at the edge
+    assert (mid.height == 3 and mid["nfe"][2] == 8.0) == (min(on_grid, key=on_grid.get) == 4.0)
+
     assert table.filter(pl.col("solver") == "dopri5").height == 2
     assert set(table.filter(pl.col("solver") == "none")["model"]) == {"real_train", "prior_x0", "gaussian_noise"}
     ledi_rows = table.filter(pl.col("model") == "ledi")
@@ -71,12 +75,18 @@ def test_sweep_table(evaluated):
 
 def test_every_point_has_an_interval_around_its_value(evaluated):
     table = evaluated["sweep_results"]
-    assert table.height == 2 * (3 + 2 + 1) + 3  # the replicates are kept for the first sampling seed's rows only
+    # the grid's points, the baseline's extensions beyond the grid (at most one per fixed solver) and the sanity
+    # rows; the replicates are kept for the first sampling seed's rows only
+    extended = table.filter((pl.col("model") == "gaussian") & (pl.col("nfe_requested") == 8)).height
+    assert extended <= 2 and table.height == 2 * (3 + 2 + 1) + extended + 3
+
     assert (table["fd_low"] <= table["fd"]).all() and (table["fd"] <= table["fd_high"]).all()
     assert (table["fd_high"] > table["fd_low"]).all()
     assert table["fd_replicates"].list.len().unique().to_list() == [20]
     generated = table.filter(pl.col("solver") != "none")
-    assert (generated["fd_seeds"] == 2).all() and generated["fd_seed_std"].is_not_null().all()
+    on_grid = generated.filter(pl.col("nfe_requested") <= 4)  # an extension runs for the seeds that call for it
+    assert (on_grid["fd_seeds"] == 2).all() and on_grid["fd_seed_std"].is_not_null().all()
+
     assert ((generated["fd_seed_min"] <= generated["fd"]) & (generated["fd"] <= generated["fd_seed_max"])).all()
 
 

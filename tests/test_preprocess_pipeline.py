@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import polars as pl
 import pytest
+from PIL import Image
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 
@@ -14,7 +15,8 @@ from ledi_kedro.pipelines.preprocess import create_pipeline
 from ledi_kedro.pipelines.preprocess.nodes import BadImagesError, NoUsableImagesError
 from tests.conftest import base_params, deep_merge, ok
 
-OUTPUTS = ["image_manifest", "train_image_tensors", "test_image_tensors", "preprocess_report", "preprocess_metrics"]
+OUTPUTS = ["image_manifest", "train_image_tensors", "validation_image_tensors", "test_image_tensors",
+           "preprocess_report", "preprocess_metrics"]
 
 
 class KeptDataset(MemoryDataset):
@@ -108,9 +110,45 @@ def test_bad_parameters_are_named(tmp_path, override, message):
         run_preprocess(folder_params(tmp_path, **override))
 
 
+def test_validation_split_is_carved_from_train_stratified_seeded_and_disjoint(tmp_path):
+    """120 training images in 3 classes of 60/40/20 and 30 test images: 30 validation images, 15/10/5 per class,
+    none also a training or test image, the test split untouched, the same draw for the same seed."""
+    from tests.conftest import encode
+
+    rng = np.random.default_rng(0)
+    for split, per_class in (("train", (60, 40, 20)), ("test", (10, 10, 10))):
+        for c, n in enumerate(per_class):
+            (tmp_path / split / f"c{c}").mkdir(parents=True)
+            for i in range(n):
+                img = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+                (tmp_path / split / f"c{c}" / f"{i:03d}.png").write_bytes(encode(Image.fromarray(img), "PNG"))
+    params = folder_params(tmp_path, validation_size=30, max_validation_fraction=0.5)
+    out = run_preprocess(params)
+    manifest = out["image_manifest"]
+    val = manifest.filter(pl.col("split") == "validation")
+    assert val.height == 30 and out["validation_image_tensors"]["images"].shape == (30, 3, 8, 8)
+    assert sorted(val.group_by("label").len().rows()) == [(0, 15), (1, 10), (2, 5)]
+    assert val["source"].str.starts_with("train/").all()
+    assert manifest.filter(pl.col("split") == "test").height == 30
+    assert manifest.filter(pl.col("split") == "train").height == 90
+    assert manifest["sha256"].n_unique() == manifest.height  # each image in exactly one split
+    np.testing.assert_array_equal(out["validation_image_tensors"]["labels"], val.sort("split_index")["label"])
+    again = run_preprocess(params)["image_manifest"]
+    assert again["split"].to_list() == manifest["split"].to_list()
+    other = run_preprocess({**params, "split_seed": 1})["image_manifest"]
+    assert other["split"].to_list() != manifest["split"].to_list()
+    # the cap: at most max_validation_fraction of the training images
+    capped = run_preprocess({**params, "validation_size": 1000, "max_validation_fraction": 0.1})
+    assert capped["preprocess_metrics"]["n_validation"] == 12
+
+
 def test_fashion_mnist_source(tiny_fashion_mnist):
+
     out = run_preprocess({"source": {"kind": "fashion_mnist", "path": str(tiny_fashion_mnist)}, "num_workers": 1})
-    assert out["train_image_tensors"]["images"].shape == (12, 1, 32, 32)
+    # conf/base's validation split: 5000 images, at most 10% of the 12 training images: 1
+    assert out["train_image_tensors"]["images"].shape == (11, 1, 32, 32)
+    assert out["validation_image_tensors"]["images"].shape == (1, 1, 32, 32)
+    assert out["preprocess_metrics"]["n_validation"] == 1
     assert sorted(out["test_image_tensors"]["labels"].tolist()) == [0, 1, 2, 3, 4]  # a seeded shuffle
     again = run_preprocess({"source": {"kind": "fashion_mnist", "path": str(tiny_fashion_mnist)}, "num_workers": 1})
     np.testing.assert_array_equal(again["test_image_tensors"]["labels"], out["test_image_tensors"]["labels"])

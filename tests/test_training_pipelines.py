@@ -50,7 +50,7 @@ def run_chain(tmp_path, space="pixel", extra=None):
         params[section][key] = value
     validate_all(params)
     catalog = DataCatalog({"train_image_tensors": MemoryDataset(image_split(32, 0), copy_mode="assign"),
-                           "test_image_tensors": MemoryDataset(image_split(16, 1), copy_mode="assign")})
+                           "validation_image_tensors": MemoryDataset(image_split(16, 1), copy_mode="assign")})
     for key, value in params.items():
         catalog[f"params:{key}"] = MemoryDataset(value)
         if isinstance(value, dict):
@@ -75,8 +75,9 @@ def test_pixel_chain(tmp_path):
     assert out["prior_codes"]["mu_z"].shape == (32, 4)
     hist = out["ledi.fm_loss_history"]
     assert isinstance(hist, pl.DataFrame) and hist["step"].to_list() == list(range(1, 7))
-    assert {"test_loss", "test_kl_per_dim", "test_recon_mse_of_mean", "test_mean_predicted_std"} <= set(
-        out["prior_metrics"])
+    assert {"validation_loss", "validation_kl_per_dim", "validation_recon_mse_of_mean",
+            "validation_mean_predicted_std"} <= set(out["prior_metrics"])
+
     assert out["ledi.fm_metrics"]["steps"] == 6
     for ns in ("ledi", "gaussian"):  # quality during training at steps 3 and 6, on the judge's features
         quality = out[f"{ns}.fm_quality_history"]
@@ -96,7 +97,7 @@ def test_latent_chain_with_the_prior_as_input_channels_and_warmth(tmp_path):
     assert ae.kind == "autoencoder" and float(ae.ema.scale) > 0
     latents = out["train_model_input"]["images"]
     assert latents.dtype == torch.float32 and latents.shape == (32, 2, 4, 4)
-    assert out["autoencoder_metrics"]["space"] == "latent" and "test_psnr_db" in out["autoencoder_metrics"]
+    assert out["autoencoder_metrics"]["space"] == "latent" and "validation_psnr_db" in out["autoencoder_metrics"]
     # LeDiFlow sees [x_t, mu(z), lv(z)] (3 x 2 latent channels) and predicts 2; the baseline has no prior to see
     ledi, gaussian = out["ledi.fm_model"], out["gaussian.fm_model"]
     assert (ledi.config.in_channels, ledi.config.state_channels, ledi.config.resolution) == (6, 2, 4)
@@ -172,6 +173,6 @@ def test_pretrained_diffusers_autoencoder(tmp_path):
     train, test, metrics = cache_latents(model, split, split, run)
     assert train["images"].shape == (6, 4, 4, 4)
     assert abs(float(train["images"].std()) - 1.0) < 0.05  # scale fitted to unit variance
-    assert "test_psnr_db" in metrics
+    assert "validation_psnr_db" in metrics
     with pytest.raises(Exception, match="config.json is missing"):
         train_autoencoder(split, dict(ae, pretrained_path=str(tmp_path)), run)

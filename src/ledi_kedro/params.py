@@ -26,6 +26,7 @@ from ledi_kedro.core.metrics.intervals import BootstrapMetric
 from ledi_kedro.core.models import AutoencoderConfig, ClassifierConfig, DiTConfig, LatentFlowConfig, PriorConfig
 from ledi_kedro.core.models.conv import levels_to
 from ledi_kedro.core.solvers import check_solver, stages
+from ledi_kedro.core.subsets import derive_seed
 from ledi_kedro.core.trainer import TrainConfig
 
 
@@ -64,12 +65,18 @@ class PreprocessParams:
     image: ImageSpec
     on_bad_image: Literal["skip", "fail"]
     test_fraction: float
-    split_seed: int
+    validation_size: int  # training images moved to the validation split (what selection reads) ...
+    max_validation_fraction: float  # ... at most this share of them
+    split_seed: int  # pinned on purpose: the splits belong to the data set, not to a run's seed
     num_workers: int  # 0: the process's CPU thread budget
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.test_fraction < 1.0:
             raise ValueError(f"test_fraction must be in [0, 1), got {self.test_fraction}")
+        if self.validation_size < 0:
+            raise ValueError(f"validation_size must be >= 0, got {self.validation_size}")
+        if not 0.0 <= self.max_validation_fraction < 1.0:
+            raise ValueError(f"max_validation_fraction must be in [0, 1), got {self.max_validation_fraction}")
         if self.num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
 
@@ -98,7 +105,9 @@ class EmbedderParams:
     inception_weights: str  # a local .pth file, "default" (torch hub cache) or "random"
     model: ClassifierConfig  # the domain classifier (width and size of its embedding)
     augment: AugmentParams
+    seed: int  # pinned on purpose, not run.seed's: every replicate of a run is measured by the same judge
     train: TrainConfig
+
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.min_pretrained_accuracy <= 1.0:
@@ -336,7 +345,7 @@ class EvaluateParams:
     grid_images: int
     interpolation_points: int
     inpaint_examples: int
-    seed: int
+    seed: int | None  # None (the default): derived from run.seed; a number pins it on purpose
     sampling_seeds: int  # > 1: repeat the sweep with more sampling seeds and report their spread
     bootstrap: BootstrapParams
     reliability: ReliabilityParams
@@ -359,8 +368,15 @@ class EvaluateParams:
             raise ValueError(f"reference_nfe={self.reference_nfe} is not in nfe_grid {self.nfe_grid}")
 
 
+def resolve_evaluate(ev: EvaluateParams, run: RunParams) -> EvaluateParams:
+    """``ev`` with its seed resolved: ``evaluate.seed`` when set (pinned on purpose), else derived from
+    ``run.seed``, so that another run seed moves the evaluation's sets, sampling and bootstrap too."""
+    return ev if ev.seed is not None else replace(ev, seed=derive_seed(run.seed, "evaluate"))
+
+
 @dataclass(frozen=True)
 class ReportParams:
+
     title: str
     hash_paths: list[str]  # data and model files whose SHA-256 (and DVC lock hash) go into the report
 
@@ -404,7 +420,7 @@ class TuneParams:
     n_trials: int
     study_name: str
     storage: str
-    seed: int
+    seed: int | None  # None: derived from run.seed
     objective: Objective
     budget: Budget
     pruner_startup_trials: int
@@ -434,10 +450,10 @@ def parse(section: str, raw: dict[str, Any] | None) -> Any:
     return from_dict(SECTIONS[section], raw, section)
 
 
-def with_run(train: TrainConfig, run: RunParams, offset: int) -> TrainConfig:
-    """The run's device and a per-model seed (offset keeps the models' random streams apart)."""
+def with_run(train: TrainConfig, run: RunParams, model: str) -> TrainConfig:
+    """The run's device and the ``model``'s seed, derived from ``run.seed`` (one stream per model)."""
     device = run.device if train.device == "auto" else train.device
-    return replace(train, device=device, seed=run.seed * 100 + offset)
+    return replace(train, device=device, seed=derive_seed(run.seed, f"train/{model}"))
 
 
 def model_input_geometry(params: dict[str, Any]) -> tuple[int, int]:

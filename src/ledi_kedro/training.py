@@ -72,10 +72,10 @@ def quality_frame(result: TrainResult) -> pl.DataFrame:
     return pl.DataFrame(result.eval_history, schema=QUALITY_SCHEMA)
 
 
-def train_prior_model(train_model_input: dict[str, Any], test_model_input: dict[str, Any], prior: dict,
+def train_prior_model(train_model_input: dict[str, Any], validation_model_input: dict[str, Any], prior: dict,
                       run: dict) -> tuple[TrainedModel, pl.DataFrame]:
     """:func:`ledi_kedro.steps.training.train_prior`, and its loss history."""
-    model, result = steps.train_prior(train_model_input, test_model_input, parse("prior", prior), parse("run", run))
+    model, result = steps.train_prior(train_model_input, validation_model_input, parse("prior", prior), parse("run", run))
     return model, history_frame(result)
 
 
@@ -86,17 +86,18 @@ def encode_prior_codes(prior_model: TrainedModel, train_model_input: dict[str, A
 
 def train_latent_flow_model(prior_codes: dict[str, torch.Tensor], prior_model: TrainedModel,
                             autoencoder_model: TrainedModel, quality_embedder: TrainedModel,
-                            test_model_input: dict[str, Any], latent_flow: dict,
+                            validation_model_input: dict[str, Any], latent_flow: dict,
                             run: dict) -> tuple[TrainedModel, pl.DataFrame, pl.DataFrame]:
     """:func:`ledi_kedro.steps.training.train_latent_flow`, its loss history and its quality history."""
     model, result = steps.train_latent_flow(prior_codes, prior_model, autoencoder_model, quality_embedder,
-                                            test_model_input, parse("latent_flow", latent_flow), parse("run", run))
+                                            validation_model_input, parse("latent_flow", latent_flow),
+                                            parse("run", run))
     return model, history_frame(result), quality_frame(result)
 
 
 def train_fm_model(train_model_input: dict[str, Any], prior_model: TrainedModel, prior_codes: dict[str, Any],
                    latent_flow_model: TrainedModel, autoencoder_model: TrainedModel, quality_embedder: TrainedModel,
-                   test_image_tensors: dict[str, Any], fm: dict, variant: dict,
+                   validation_image_tensors: dict[str, Any], fm: dict, variant: dict,
                    run: dict) -> tuple[TrainedModel, pl.DataFrame, pl.DataFrame]:
     """:func:`ledi_kedro.steps.training.train_flow` from the learned prior (LeDiFlow), its loss and quality
     histories."""
@@ -104,13 +105,14 @@ def train_fm_model(train_model_input: dict[str, Any], prior_model: TrainedModel,
     if v.prior != "learned":
         raise ConfigError(f"variant.prior={v.prior!r}: LeDiFlow's instance of train_fm trains from the learned prior")
     model, result = steps.train_flow(train_model_input, prior_model, prior_codes, latent_flow_model,
-                                     autoencoder_model, quality_embedder, test_image_tensors, parse("fm", fm), v,
+                                     autoencoder_model, quality_embedder, validation_image_tensors, parse("fm", fm), v,
                                      parse("run", run))
     return model, history_frame(result), quality_frame(result)
 
 
 def train_baseline_model(train_model_input: dict[str, Any], autoencoder_model: TrainedModel,
-                         quality_embedder: TrainedModel, test_image_tensors: dict[str, Any], fm: dict, variant: dict,
+                         quality_embedder: TrainedModel, validation_image_tensors: dict[str, Any], fm: dict,
+                         variant: dict,
                          run: dict) -> tuple[TrainedModel, pl.DataFrame, pl.DataFrame]:
     """:func:`ledi_kedro.steps.training.train_flow` from N(0, I) (the baseline), its loss and quality histories:
     it reads nothing of the learned prior."""
@@ -118,5 +120,6 @@ def train_baseline_model(train_model_input: dict[str, Any], autoencoder_model: T
     if v.prior != "gaussian":
         raise ConfigError(f"variant.prior={v.prior!r}: the baseline's instance of train_fm trains from N(0, I)")
     model, result = steps.train_flow(train_model_input, None, None, None, autoencoder_model, quality_embedder,
-                                     test_image_tensors, parse("fm", fm), v, parse("run", run))
+                                     validation_image_tensors, parse("fm", fm), v, parse("run", run))
+
     return model, history_frame(result), quality_frame(result)

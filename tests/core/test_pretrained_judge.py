@@ -66,7 +66,7 @@ def test_unlabeled_colour_images_get_the_pretrained_judge_and_grey_ones_the_auto
     colour = {"images": torch.randint(0, 256, (12, 3, 16, 16), dtype=torch.uint8), "labels": torch.full((12,), -1)}
     record, metrics, result = train_judge(colour, colour, judge_params(weights), run)
     assert record.kind == "cifar10_resnet56" and result is None
-    assert metrics["embedder"] == PRETRAINED_NAME and "no labels" in metrics["why"] and "test_accuracy" not in metrics
+    assert metrics["embedder"] == PRETRAINED_NAME and "no labels" in metrics["why"] and "validation_accuracy" not in metrics
     assert build_embedder(record)(colour["images"].float() / 127.5 - 1).shape == (12, 64)
     grey = {"images": colour["images"][:, :1], "labels": colour["labels"]}
     params = judge_params(weights, train={**base_params()["embedder"]["train"], "steps": 1, "batch_size": 4})
@@ -98,7 +98,7 @@ def test_the_real_judge_passes_its_accuracy_check_and_tells_noise_from_data(tmp_
     test = _cifar10_test_sample(500)
     run = parse("run", base_params({"run": {"device": "cpu"}})["run"])
     record, metrics, _ = train_judge({}, test, judge_params(WEIGHTS, kind="cifar10_resnet56"), run)
-    assert metrics["n_test"] == 500 and metrics["test_accuracy"] >= 0.80, metrics
+    assert metrics["n_validation"] == 500 and metrics["validation_accuracy"] >= 0.80, metrics
     embed = build_embedder(record)
     real = test["images"].float() / 127.5 - 1
     # the sample comes in the archive's class order: halves of a seeded permutation, so both hold every class

@@ -7,10 +7,25 @@ classes; a seeded draw covers the data set and is still reproducible.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import numpy as np
 import torch
+
+# What each split is for (docs/design.md §3, "Select on validation, confirm on test"). A split is cut into
+# one block per purpose by one seeded permutation, so that sets drawn for different purposes never share a
+# row, whatever their sizes and seeds.
+VALIDATION_PURPOSES = ("monitor", "selection")  # plateau monitors | choices (the warmth, tune's scoring set)
+TEST_PURPOSES = ("reference", "held_out")  # the evaluation's reference | its held-out yardsticks
+
+
+def derive_seed(seed: int, purpose: str) -> int:
+    """A seed for one ``purpose`` (e.g. ``"evaluate"``, ``"train/prior"``) from the run's one seed: stable
+    across Python versions and machines, different for every purpose, and moved by every change of ``seed``.
+    In [0, 2**31)."""
+    digest = hashlib.sha256(f"{int(seed)}/{purpose}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
 
 
 def seeded_indices(n_total: int, n: int | None, seed: int) -> torch.Tensor:
@@ -32,6 +47,37 @@ def rows_outside(n_total: int, taken: torch.Tensor) -> torch.Tensor:
     outside = torch.ones(n_total, dtype=torch.bool)
     outside[taken] = False
     return outside.nonzero()[:, 0]
+
+
+def purpose_block(n_total: int, purposes: tuple[str, ...], purpose: str, seed: int) -> torch.Tensor:
+    """The rows of ``range(n_total)`` that belong to ``purpose``: a seeded permutation cut into
+    ``len(purposes)`` contiguous blocks of (nearly) equal size, block ``i`` for ``purposes[i]``, in a seeded
+    random order. The blocks of one split and seed are disjoint and cover it."""
+    if purpose not in purposes:
+        raise ValueError(f"unknown purpose {purpose!r}: expected one of {list(purposes)}")
+    perm = torch.randperm(n_total, generator=torch.Generator().manual_seed(derive_seed(seed, "blocks")))
+    bounds = [n_total * i // len(purposes) for i in range(len(purposes) + 1)]
+    i = purposes.index(purpose)
+    return perm[bounds[i]:bounds[i + 1]]
+
+
+def purpose_indices(n_total: int, purposes: tuple[str, ...], purpose: str, n: int | None,
+                    seed: int) -> torch.Tensor:
+    """``min(n, block size)`` rows of ``purpose``'s block (:func:`purpose_block`), a seeded sample in
+    increasing order (``n=None``: the whole block)."""
+    block = purpose_block(n_total, purposes, purpose, seed)
+    return block[seeded_indices(len(block), n, derive_seed(seed, purpose))].sort().values
+
+
+def purpose_rows(tensors: dict[str, Any], purposes: tuple[str, ...], purpose: str, n: int | None,
+                 seed: int) -> dict[str, Any]:
+    """:func:`seeded_rows` drawn from ``purpose``'s block of the split only."""
+    sizes = {int(v.shape[0]) for v in tensors.values() if _is_rows(v)}
+    if len(sizes) != 1:
+        raise ValueError(f"tensors must have one number of rows, got {sorted(sizes)}")
+    idx = purpose_indices(sizes.pop(), purposes, purpose, n, seed)
+    return {k: (v[idx] if isinstance(v, torch.Tensor) else v[idx.numpy()]) if _is_rows(v) else v
+            for k, v in tensors.items()}
 
 
 def _is_rows(value: Any) -> bool:

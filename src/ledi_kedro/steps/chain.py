@@ -17,7 +17,8 @@ import numpy as np
 import torch
 
 from ledi_kedro.core.artifacts import TrainedModel
-from ledi_kedro.params import FMVariant, SECTIONS, parse, validate_all
+from ledi_kedro.params import FMVariant, SECTIONS, parse, resolve_evaluate, validate_all
+
 from ledi_kedro.core.config import from_dict
 from ledi_kedro.steps import evaluation as ev_steps
 from ledi_kedro.steps import training as train_steps
@@ -61,29 +62,33 @@ def run_chain(params: dict[str, Any], progress: Callable[[str], None] = log.info
         clock = time.perf_counter()
 
     ingested = ingest_source(p["data_source"], p["preprocess"])
-    train_images, test_images = map(_tensors, split_tensors(ingested, *split_assignment(ingested, p["preprocess"])))
+    train_images, validation_images, test_images = map(
+        _tensors, split_tensors(ingested, *split_assignment(ingested, p["preprocess"])))
     stage("preprocess")
-    judge, judge_metrics, _ = train_steps.train_judge(train_images, test_images, p["embedder"], run)
+    judge, judge_metrics, _ = train_steps.train_judge(train_images, validation_images, p["embedder"], run)
     stage("train_embedder")
     autoencoder, _ = train_steps.train_autoencoder(train_images, p["autoencoder"], run)
-    train_input, test_input, _ = train_steps.model_inputs(autoencoder, train_images, test_images, run)
+    train_input, validation_input, _ = train_steps.model_inputs(autoencoder, train_images, validation_images, run)
     stage("train_autoencoder")
-    prior, _ = train_steps.train_prior(train_input, test_input, p["prior"], run)
+    prior, _ = train_steps.train_prior(train_input, validation_input, p["prior"], run)
     codes = train_steps.encode_codes(prior, train_input, run)
     stage("train_prior")
-    latent_flow, _ = train_steps.train_latent_flow(codes, prior, autoencoder, judge, test_input, p["latent_flow"], run)
+    latent_flow, _ = train_steps.train_latent_flow(codes, prior, autoencoder, judge, validation_input,
+                                                   p["latent_flow"], run)
     stage("train_latent_flow")
     flows, status = {}, {}
     for ns in FLOW_NAMESPACES:
         variant = from_dict(FMVariant, params[ns]["variant"], f"{ns}.variant")
         learned = variant.prior == "learned"  # the baseline reads nothing of the learned prior, as in train_fm
         flows[ns], result = train_steps.train_flow(train_input, prior if learned else None, codes if learned else None,
-                                                   latent_flow if learned else None, autoencoder, judge, test_images,
+                                                   latent_flow if learned else None, autoencoder, judge,
+                                                   validation_images,
                                                    p["fm"], variant, run)
         status[ns] = train_steps.flow_training_status([e["quality"] for e in result.eval_history], result.steps,
                                                       p["fm"], variant)
     stage("train_fm")
-    ev = p["evaluate"]
+    ev = resolve_evaluate(p["evaluate"], run)
+    test_input = train_steps.model_input(autoencoder, test_images, run)  # the evaluation's encode_test_split
     ref = ev_steps.reference_set(judge, train_images, test_images, ev, run, autoencoder, test_input)
     points, _ = ev_steps.sweep_points(flows["ledi"], flows["gaussian"], prior, latent_flow, autoencoder, judge, ref,
                                       ev, run, progress=progress)

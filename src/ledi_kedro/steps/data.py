@@ -1,6 +1,6 @@
-"""The images of a data source as the chain's train and test tensors: decoded and validated (the
-``on_bad_image`` policy), split (the source's split, else a seeded draw) and put in a seeded random row order
-per split, so that a prefix of a split is still a sample of it."""
+"""The images of a data source as the chain's train, validation and test tensors: decoded and validated (the
+``on_bad_image`` policy), split (the source's split, else a seeded draw; validation carved out of train, stratified
+by class) and put in a seeded random row order per split, so that a prefix of a split is still a sample of it."""
 
 from __future__ import annotations
 
@@ -11,12 +11,14 @@ from typing import Sequence
 import numpy as np
 
 from ledi_kedro.core.data.ingest import IngestResult, ingest
-from ledi_kedro.core.data.splits import assign_splits
+from ledi_kedro.core.data.splits import assign_splits, carve_validation, validation_count
 from ledi_kedro.params import PreprocessParams, SourceParams
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("train", "test")
+SPLITS = ("train", "validation", "test")
+# Each split's row-order stream (test keeps the stream it had before validation existed).
+_ORDER_STREAM = {"train": 0, "test": 1, "validation": 2}
 
 
 class BadImagesError(ValueError):
@@ -57,16 +59,24 @@ def shuffled_split_index(splits: Sequence[str], seed: int) -> np.ndarray:
     sorted by class or file name never give class-sorted tensors (a prefix is then still a sample)."""
     labels = np.asarray(splits, dtype=object)
     out = np.zeros(len(splits), dtype=np.int64)
-    for i, split in enumerate(SPLITS):
+    for split in SPLITS:
         members = np.flatnonzero(labels == split)
-        out[members] = np.random.default_rng([seed, i]).permutation(len(members))
+        out[members] = np.random.default_rng([seed, _ORDER_STREAM[split]]).permutation(len(members))
     return out
 
 
 def split_assignment(ingested: IngestResult, p: PreprocessParams) -> tuple[list[str], np.ndarray]:
-    """Each image's split (the source's, else a seeded draw of ``test_fraction``) and its row in that
-    split's tensor (a seeded shuffle), in source order."""
+    """Each image's split (the source's, else a seeded draw of ``test_fraction``; then ``validation_size``
+    training images, at most ``max_validation_fraction`` of them, moved to validation, stratified by class) and
+    its row in that split's tensor (a seeded shuffle), in source order."""
     splits = assign_splits([r.split for r in ingested.records], p.test_fraction, p.split_seed)
+    n_train = sum(s == "train" for s in splits)
+    n_validation = validation_count(n_train, p.validation_size, p.max_validation_fraction)
+    if n_validation < p.validation_size:
+        log.warning("preprocess.validation_size=%d: the validation split holds %d images, "
+                    "max_validation_fraction=%g of the %d training images", p.validation_size, n_validation,
+                    p.max_validation_fraction, n_train)
+    splits = carve_validation(splits, image_labels(ingested), n_validation, p.split_seed)
     return splits, shuffled_split_index(splits, p.split_seed)
 
 
@@ -77,9 +87,10 @@ def image_labels(ingested: IngestResult) -> np.ndarray:
                     dtype=np.int64)
 
 
-def split_tensors(ingested: IngestResult, splits: Sequence[str], split_index: np.ndarray) -> tuple[dict, dict]:
-    """uint8 images (N, C, H, W) and int64 labels (-1: none) of the train and the test split, each in its
-    ``split_index`` order."""
+def split_tensors(ingested: IngestResult, splits: Sequence[str],
+                  split_index: np.ndarray) -> tuple[dict, dict, dict]:
+    """uint8 images (N, C, H, W) and int64 labels (-1: none) of the train, the validation and the test split,
+    each in its ``split_index`` order."""
     labels, which = image_labels(ingested), np.asarray(splits, dtype=object)
     out = []
     for split in SPLITS:
@@ -87,4 +98,4 @@ def split_tensors(ingested: IngestResult, splits: Sequence[str], split_index: np
         idx = members[np.argsort(split_index[members], kind="stable")]
         out.append({"images": np.ascontiguousarray(ingested.images[idx]), "labels": labels[idx],
                     "__metadata__": {"class_names": ingested.class_names, "split": split}})
-    return out[0], out[1]
+    return out[0], out[1], out[2]

@@ -42,8 +42,8 @@ from ledi_kedro.core.metrics.model_quality import straightness
 from ledi_kedro.core.encoding import encode_moments
 from ledi_kedro.core.sampling import FlowSampler
 from ledi_kedro.core.solvers import FIXED_SOLVERS, stages
-from ledi_kedro.core.subsets import class_coverage, rows_outside, seeded_indices, seeded_rows
-from ledi_kedro.params import EvaluateParams, RunParams
+from ledi_kedro.core.subsets import class_coverage, derive_seed, rows_outside, seeded_indices, seeded_rows
+from ledi_kedro.params import EvaluateParams, RunParams, resolve_evaluate
 from ledi_kedro.steps.training import training_subset
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,19 @@ def quality_spec(ev: EvaluateParams, ref: ReferenceSet) -> QualitySpec:
                        kid_subsets=KID_SUBSETS)
 
 
-def reference_set(quality_embedder: TrainedModel, train_images: dict[str, Any], test_images: dict[str, Any],
+def evaluation_rows(n_test: int, ev: EvaluateParams) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The test split's rows the evaluation reads (``ev`` resolved): the reference (``n_reference``, a seeded
+    sample) and up to ``n_samples`` held-out rows outside it (None when fewer than ``MIN_ROWS`` are left), disjoint
+    by construction."""
+    ref_rows = seeded_indices(n_test, ev.n_reference, derive_seed(ev.seed, "reference"))
+    rest = rows_outside(n_test, ref_rows)
+    held_out = (rest[seeded_indices(len(rest), ev.n_samples, derive_seed(ev.seed, "held_out"))]
+                if len(rest) >= MIN_ROWS else None)
+    return ref_rows, held_out
+
+
+def reference_set(
+quality_embedder: TrainedModel, train_images: dict[str, Any], test_images: dict[str, Any],
                   ev: EvaluateParams, run: RunParams, autoencoder: TrainedModel | None = None,
                   test_input: dict[str, Any] | None = None) -> ReferenceSet:
     """Every real set the evaluation uses, each a seeded sample: ``n_reference`` held-out images (the
@@ -95,24 +107,23 @@ def reference_set(quality_embedder: TrainedModel, train_images: dict[str, Any], 
     outside the reference, and every training image the models saw (``run.max_train_images``' subset). In latent
     space (``autoencoder`` is one, ``test_input`` the test split's cached latents), the held-out images outside
     the reference also as the autoencoder reconstructs them (decoded from their cached latents)."""
+    ev = resolve_evaluate(ev, run)
     device = resolve_device(run.device)
     embed = build_embedder(quality_embedder, device)
     n_test = int(test_images["images"].shape[0])
-    ref_rows = seeded_indices(n_test, ev.n_reference, ev.seed)
+    ref_rows, held_out_rows = evaluation_rows(n_test, ev)
     test = {k: v[ref_rows] for k, v in test_images.items() if k != "__metadata__"}
-    train = seeded_rows(train_images, ev.n_samples, ev.seed + 1)
+    train = seeded_rows(train_images, ev.n_samples, derive_seed(ev.seed, "real_vs_real"))
     for split, rows in (("test", test), ("train", train)):
         if rows["images"].shape[0] < MIN_ROWS:
             raise ValueError(
                 f"the {split} split (dataset {split}_image_tensors, data/05_model_input/{split}_images.safetensors) "
                 f"has {rows['images'].shape[0]} images; evaluate needs at least {MIN_ROWS} for its error bars: "
                 f"add images to the data source or raise preprocess.test_fraction")
-    rest = rows_outside(n_test, ref_rows)
-    held_out_rows = rest[seeded_indices(len(rest), ev.n_samples, ev.seed + 2)] if len(rest) >= MIN_ROWS else None
     if held_out_rows is None:
         log.warning("only %d held-out images outside the %d of the reference set: no held-out memorisation "
                     "yardstick and no held-out encoder-code row (lower evaluate.n_reference to get them)",
-                    len(rest), len(ref_rows))
+                    n_test - len(ref_rows), len(ref_rows))
     coverage = {"reference": class_coverage(test["labels"]), "real_vs_real": class_coverage(train["labels"])}
     log.info("reference set: %d held-out images from %d classes; real-vs-real set: %d train images from %d classes",
              coverage["reference"]["n"], coverage["reference"]["n_classes"], coverage["real_vs_real"]["n"],
@@ -164,6 +175,7 @@ def sweep_points(ledi_model: TrainedModel, gaussian_model: TrainedModel, prior_m
     ``extend_baseline_grid``, a solver whose baseline is best at the grid's largest NFE gets one more
     baseline point at twice that NFE (the baseline's best must not be an artefact of the grid). Returns
     ``{"rows": [...], "features": [...]}`` (each row's embeddings, for the error bars) and example images."""
+    ev = resolve_evaluate(ev, run)
     device = resolve_device(run.device)
     models = samplers(ledi_model, gaussian_model, prior_model, latent_flow_model, autoencoder_model, device)
     embed = build_embedder(quality_embedder, device)
@@ -221,8 +233,10 @@ def _noise_images(sampler: FlowSampler, n: int, seed: int) -> torch.Tensor:
 def _bootstrap(ev: EvaluateParams, ref: ReferenceSet) -> QualityBootstrap:
     # One seed for every set scored against the reference: the replicates of all points (the sweep's and the
     # latent sweep's) share the reference halves, so differences between any two points are paired.
-    return QualityBootstrap(ev.primary_metric, ev.bootstrap.resamples, ev.bootstrap.confidence, seed=ev.seed,
-                            sigma=ref.sigma, scale=MMD_SCALE)
+    if ev.seed is None:
+        raise ValueError("evaluate.seed is unresolved: pass the parameters through params.resolve_evaluate")
+    return QualityBootstrap(ev.primary_metric, ev.bootstrap.resamples, ev.bootstrap.confidence,
+                            seed=derive_seed(ev.seed, "bootstrap"), sigma=ref.sigma, scale=MMD_SCALE)
 
 
 def with_intervals(points: dict[str, list], ref: ReferenceSet, ev: EvaluateParams) -> list[dict[str, Any]]:
@@ -231,8 +245,8 @@ def with_intervals(points: dict[str, list], ref: ReferenceSet, ev: EvaluateParam
     (``<metric>_seeds``, ``_seed_std``, ``_seed_min``, ``_seed_max``)."""
     metric = ev.primary_metric
     rows, feats = points["rows"], points["features"]
-    primary = [i for i, r in enumerate(rows) if r["seed"] == ev.seed]
     boot = _bootstrap(ev, ref)
+    primary = [i for i, r in enumerate(rows) if r["seed"] == ev.seed]
     log.info("error bars: %d paired half-sample replicates of %s for %d points", ev.bootstrap.resamples, metric,
              len(primary))
     reps = boot.replicates(ref.reference, [feats[i] for i in primary], [rows[i][metric] for i in primary])
@@ -266,13 +280,14 @@ def latent_sampler_points(ledi_model: TrainedModel, prior_model: TrainedModel, l
     ls, metric = ev.latent_sweep, ev.primary_metric
     if not ls.image_points:
         return []
+    ev = resolve_evaluate(ev, run)
     device = resolve_device(run.device)
     sampler = make_sampler(ledi_model, prior_model, latent_flow_model, autoencoder_model, device, precision="bf16")
     embed = build_embedder(quality_embedder, device)
     spec = quality_spec(ev, ref)
     configured = (sampler.sample_solver, sampler.sample_steps)
     prior = prior_model.inference
-    codes = {CODES_TRAIN: encode_moments(prior, seeded_rows(train_input, ev.n_samples, ev.seed + 3)["images"],
+    codes = {CODES_TRAIN: encode_moments(prior, seeded_rows(train_input, ev.n_samples, derive_seed(ev.seed, "codes"))["images"],
                                          device)}
     if ref.held_out_rows is not None:
         codes[CODES_HELD_OUT] = encode_moments(prior, test_input["images"][ref.held_out_rows], device)
@@ -311,6 +326,7 @@ def flow_straightness(ledi_model: TrainedModel, gaussian_model: TrainedModel, pr
                       latent_flow_model: TrainedModel, autoencoder_model: TrainedModel, ev: EvaluateParams,
                       run: RunParams) -> dict[str, float]:
     """Mean ||v(x_t, t) - (x1 - x0)||^2 along each model's Euler trajectories (0 = straight)."""
+    ev = resolve_evaluate(ev, run)
     models = samplers(ledi_model, gaussian_model, prior_model, latent_flow_model, autoencoder_model,
                       resolve_device(run.device))
     return {name: straightness(s, ev.straightness_samples, ev.straightness_steps, ev.seed)
@@ -421,7 +437,7 @@ def summarize(rows: list[dict[str, Any]], latent_rows: list[dict[str, Any]], str
     points = [PointWithInterval(f"{r['model']} {r['solver']} NFE {r['nfe']:g}", r[metric],
                                 Interval(r[f"{metric}_low"], r[f"{metric}_high"])) for r in rows if r["model"] in MODELS]
     warnings = reliability_warnings(points, _point(rows, metric, FLOOR), _point(rows, metric, NOISE),
-                                    judge_metrics.get("test_accuracy"),
+                                    judge_metrics.get("validation_accuracy"),
                                     min_noise_to_floor=ev.reliability.min_noise_to_floor,
                                     min_judge_accuracy=ev.reliability.min_judge_accuracy, n_samples=ev.n_samples)
     copying, copy_warnings = _memorisation_summary(rows, ev)
@@ -507,7 +523,7 @@ def verdict_lines(metrics: dict[str, Any], rows: list[dict[str, Any]], latent_ro
         out.append(f"- {name}: stopped at step {s.get('steps')} of {s.get('step_cap')} "
                    f"({s.get('stop_reason', 'not monitored')}); best monitored {metric} {_fmt(s.get('best_quality'))}")
     judge = metrics["embedder"]
-    out += [f"- judge: {judge.get('embedder')}, test accuracy {_fmt(judge.get('test_accuracy'))}", ""]
+    out += [f"- judge: {judge.get('embedder')}, validation accuracy {_fmt(judge.get('validation_accuracy'))}", ""]
     nfes = sorted({int(r["nfe"]) for r in rows if r["model"] in MODELS and r["solver"] != "dopri5"})
     out += [f"{metric} ({conf}% interval), {metrics['n_samples']} generated vs {metrics['n_reference']} held-out images:",
             "", "| solver | model | " + " | ".join(f"NFE {n}" for n in nfes) + " |", "|---|---|" + "---|" * len(nfes)]

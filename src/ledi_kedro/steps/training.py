@@ -1,6 +1,11 @@
 """Each trained part of the chain as one function: the judge, the autoencoder (latent space), the prior,
 the latent sampler and the image flow models (LeDiFlow and the Gaussian baseline).
 
+Training reads the train split; everything that watches or chooses (the plateau monitors, the held-out loss,
+the warmth's choice) reads the validation split, each purpose its own block of it
+(:data:`~ledi_kedro.core.subsets.VALIDATION_PURPOSES`); nothing here reads the test split. Every seed derives from
+``run.seed`` (:func:`~ledi_kedro.core.subsets.derive_seed`), the judge's from ``embedder.seed``.
+
 Every step trains through :func:`run_training`, the project's checkpoint policy: checkpoints under
 ``run.checkpoint_root/<name>``, resumed when the settings, data and code match, retrained (or an error,
 ``run.on_config_change``) when they do not. Each returns the :class:`TrainedModel` record that the
@@ -35,7 +40,7 @@ from ledi_kedro.core.models.autoencoder import AutoencoderConfig
 from ledi_kedro.core.objectives import (
     autoencoder_loss, classifier_loss, fm_gaussian_prior_loss, fm_learned_prior_loss, latent_flow_loss, prior_loss,
 )
-from ledi_kedro.core.subsets import rows_outside, seeded_indices, seeded_rows
+from ledi_kedro.core.subsets import VALIDATION_PURPOSES, derive_seed, purpose_rows, seeded_rows
 from ledi_kedro.core.trainer import (
     EvaluateFn, LossFn, TrainConfig, Trainer, TrainResult, data_fingerprint, plateau_reached,
 )
@@ -82,10 +87,11 @@ def run_training(name: str, make_model: Callable[[], nn.Module], loss_fn: LossFn
 
 
 # ---------------------------------------------------------------- the judge
-def train_judge(train_images: dict[str, Any], test_images: dict[str, Any], emb: EmbedderParams,
+def train_judge(train_images: dict[str, Any], validation_images: dict[str, Any], emb: EmbedderParams,
                 run: RunParams) -> tuple[TrainedModel, dict[str, Any], TrainResult | None]:
-    """The quality judge's record, its metrics (test accuracy, training time) and its training result
-    (None for CLIP and Inception, whose weights are checked, not trained)."""
+    """The quality judge's record, its metrics (accuracy on the validation split, training time) and its training
+    result (None for CLIP and Inception, whose weights are checked, not trained). Its seed is ``embedder.seed``,
+    not ``run.seed``: every replicate of a run is measured by the same judge."""
     device = resolve_device(run.device)
     if emb.kind == "clip":  # checked now, so that missing weights fail before any training
         ClipEmbedder(emb.clip_model, emb.clip_weights, device, image_size=emb.clip_image_size)
@@ -96,13 +102,13 @@ def train_judge(train_images: dict[str, Any], test_images: dict[str, Any], emb: 
         return (TrainedModel("inception", {"weights": emb.inception_weights}, None, None, {}),
                 {"embedder": "inception:fid"}, None)
     if emb.kind == "cifar10_resnet56":
-        return _pretrained_judge(test_images, emb, device, "embedder.kind is cifar10_resnet56")
+        return _pretrained_judge(validation_images, emb, device, "embedder.kind is cifar10_resnet56")
     images, labels = train_images["images"], train_images["labels"]
     channels, res = int(images.shape[1]), int(images.shape[-1])
-    train = with_run(emb.train, run, offset=5)
+    train = replace(with_run(emb.train, run, "judge"), seed=derive_seed(emb.seed, "train/judge"))
     n_classes = int(labels.max()) + 1 if labels.numel() and int(labels.min()) >= 0 else 0
     if n_classes < 2 and channels == 3 and Path(emb.pretrained_weights).expanduser().is_file():
-        return _pretrained_judge(test_images, emb, device, "no labels to train a classifier on, and colour images: "
+        return _pretrained_judge(validation_images, emb, device, "no labels to train a classifier on, and colour images: "
                                  "the pretrained CIFAR-10 ResNet-56 separates noise from data far better than an "
                                  "autoencoder bottleneck")
     if n_classes >= 2:
@@ -111,11 +117,12 @@ def train_judge(train_images: dict[str, Any], test_images: dict[str, Any], emb: 
                               classifier_loss(emb.augment.hflip, emb.augment.crop_padding),
                               {"images": images, "labels": labels.long()}, train, run,
                               {**cfg.to_dict(), "augment": vars(emb.augment)})
-        test_x, test_y = test_images["images"], test_images["labels"]
-        acc = classifier_accuracy(result.ema, test_x, test_y, device)
-        log.info("quality judge (domain classifier): test accuracy %.4f on %d images after %d steps",
-                 acc, len(test_x), result.steps)
-        metrics = {"embedder": "domain:classifier", "test_accuracy": round(acc, 5), "n_test": int(len(test_x)),
+        val_x, val_y = validation_images["images"], validation_images["labels"]
+        acc = classifier_accuracy(result.ema, val_x, val_y, device)
+        log.info("quality judge (domain classifier): validation accuracy %.4f on %d images after %d steps",
+                 acc, len(val_x), result.steps)
+        metrics = {"embedder": "domain:classifier", "validation_accuracy": round(acc, 5),
+                   "n_validation": int(len(val_x)),
                    "n_train": int(len(images)), "n_classes": n_classes, "steps": result.steps}
         return TrainedModel("classifier", cfg, result.model, result.ema, {}), metrics, result
     why = (f"no labels and {channels}-channel images: an autoencoder bottleneck (the pretrained judge takes "
@@ -131,23 +138,24 @@ def train_judge(train_images: dict[str, Any], test_images: dict[str, Any], emb: 
     return TrainedModel("autoencoder", cfg, result.model, result.ema, {}), metrics, result
 
 
-def _pretrained_judge(test_images: dict[str, Any], emb: EmbedderParams, device: torch.device,
+def _pretrained_judge(validation_images: dict[str, Any], emb: EmbedderParams, device: torch.device,
                       why: str) -> tuple[TrainedModel, dict[str, Any], None]:
-    """The CIFAR-10 ResNet-56 judge's record, checked: on a CIFAR-10 test split (its ten class names) it must
-    classify at least ``min_pretrained_accuracy`` of the images, or the run stops before anything is trained."""
+    """The CIFAR-10 ResNet-56 judge's record, checked: on a CIFAR-10 validation split (its ten class names) it
+    must classify at least ``min_pretrained_accuracy`` of the images, or the run stops before anything is
+    trained."""
     judge = pretrained_judge(emb.pretrained_weights)  # a missing or wrong file fails here, naming it
     metrics: dict[str, Any] = {"embedder": PRETRAINED_NAME, "weights": str(emb.pretrained_weights), "why": why,
                                "note": PRETRAINED_NOTE}
-    names = test_images.get("__metadata__", {}).get("class_names")
+    names = validation_images.get("__metadata__", {}).get("class_names")
     if names == CIFAR10_CLASSES:
-        acc = classifier_accuracy(judge, test_images["images"], test_images["labels"], device)
-        metrics |= {"test_accuracy": round(acc, 5), "n_test": int(len(test_images["images"]))}
-        log.info("quality judge (pretrained CIFAR-10 ResNet-56): test accuracy %.4f on %d images", acc,
-                 metrics["n_test"])
+        acc = classifier_accuracy(judge, validation_images["images"], validation_images["labels"], device)
+        metrics |= {"validation_accuracy": round(acc, 5), "n_validation": int(len(validation_images["images"]))}
+        log.info("quality judge (pretrained CIFAR-10 ResNet-56): validation accuracy %.4f on %d images", acc,
+                 metrics["n_validation"])
         if acc < emb.min_pretrained_accuracy:
             raise ValueError(
-                f"the pretrained judge {emb.pretrained_weights} classifies {acc:.3f} of the {metrics['n_test']} "
-                f"CIFAR-10 test images correctly, below embedder.min_pretrained_accuracy="
+                f"the pretrained judge {emb.pretrained_weights} classifies {acc:.3f} of the "
+                f"{metrics['n_validation']} CIFAR-10 validation images correctly, below embedder.min_pretrained_accuracy="
                 f"{emb.min_pretrained_accuracy}: wrong weights, or the images are not what it was trained on")
     else:
         log.info("quality judge (pretrained CIFAR-10 ResNet-56): %s; its accuracy is checked on CIFAR-10 only", why)
@@ -172,13 +180,13 @@ def train_autoencoder(train_images: dict[str, Any], ae: AutoencoderParams,
             raise ValueError(
                 f"autoencoder.pretrained_path {ae.pretrained_path}: {module.latent_channels} latent channels and "
                 f"downsampling {module.downsampling}; the project expects 4 and {ae.downsampling()} (SD-style VAEs)")
-        scale = fit_latent_scale(module, images, device, seed=run.seed)
+        scale = fit_latent_scale(module, images, device, seed=derive_seed(run.seed, "latent_scale"))
         config = {"path": str(ae.pretrained_path), "image_channels": channels, "scale": scale}
         return TrainedModel("diffusers_autoencoder", config, None, None, {"scale": scale}), None
     cfg = replace(ae.model, in_channels=channels)
     result = run_training("autoencoder", lambda: KLAutoencoder(cfg), autoencoder_loss(ae.kl_weight),
-                          {"images": images}, with_run(ae.train, run, offset=1), run, cfg.to_dict())
-    scale = fit_latent_scale(result.ema, images, result.ema.scale.device, seed=run.seed)
+                          {"images": images}, with_run(ae.train, run, "autoencoder"), run, cfg.to_dict())
+    scale = fit_latent_scale(result.ema, images, result.ema.scale.device, seed=derive_seed(run.seed, "latent_scale"))
     for module in (result.model, result.ema):
         module.scale.fill_(scale)
     return TrainedModel("autoencoder", cfg, result.model, result.ema, {"scale": scale}), result
@@ -190,50 +198,68 @@ def training_subset(split: dict[str, Any], limit: int | None, seed: int) -> dict
     if limit is None or limit >= n:
         return split
     log.info("run.max_train_images=%d: training on a seeded subset of %d of %d images", limit, limit, n)
-    return seeded_rows(split, limit, seed)
+    return seeded_rows(split, limit, derive_seed(seed, "training_subset"))
 
 
-def model_inputs(autoencoder_model: TrainedModel, train_images: dict[str, Any], test_images: dict[str, Any],
-                 run: RunParams) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """What the prior and flow models train on: each split encoded once by the autoencoder (the "VAE latent
-    caching" step), or the images themselves in pixel space; the train split limited to
-    ``run.max_train_images`` (a seeded subset). Returns (train, test, metrics)."""
+def model_input(autoencoder_model: TrainedModel, images: dict[str, Any], run: RunParams) -> dict[str, Any]:
+    """One split as the prior and flow models see it: encoded once by the autoencoder (the "VAE latent caching"
+    step), or the images themselves in pixel space."""
     device = resolve_device(run.device)
     module = load_autoencoder(autoencoder_model, device)
-    train_images = training_subset(train_images, run.max_train_images, run.seed)
     if module is None:
-        out = [dict(split, __metadata__={**split.get("__metadata__", {}), "space": "pixel"})
-               for split in (train_images, test_images)]
-        return out[0], out[1], {"space": "pixel", "n_train": int(train_images["images"].shape[0])}
-    cached = []
-    for split in (train_images, test_images):
-        latents = encode_latents(module, split["images"], device)
-        cached.append({"images": latents, "labels": split["labels"],
-                       "__metadata__": {**split.get("__metadata__", {}), "space": "latent"}})
-    psnr = reconstruction_psnr(module, test_images["images"], device)
-    lat = cached[0]["images"]
-    log.info("Cached latents %s (std %.3f); test reconstruction PSNR %.2f dB", tuple(lat.shape), float(lat.std()), psnr)
-    metrics = {"space": "latent", "test_psnr_db": round(psnr, 3), "latent_shape": list(lat.shape[1:]),
+        return dict(images, __metadata__={**images.get("__metadata__", {}), "space": "pixel"})
+    return {"images": encode_latents(module, images["images"], device), "labels": images["labels"],
+            "__metadata__": {**images.get("__metadata__", {}), "space": "latent"}}
+
+
+def model_inputs(autoencoder_model: TrainedModel, train_images: dict[str, Any], validation_images: dict[str, Any],
+                 run: RunParams) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """What the prior and flow models train on and are watched with: the train split limited to
+    ``run.max_train_images`` (a seeded subset) and the validation split, each through :func:`model_input`.
+    Returns (train, validation, metrics). The test split is encoded by the evaluation alone."""
+    train_images = training_subset(train_images, run.max_train_images, run.seed)
+    train, validation = (model_input(autoencoder_model, split, run) for split in (train_images, validation_images))
+    device = resolve_device(run.device)
+    module = load_autoencoder(autoencoder_model, device)
+    if module is None:
+        return train, validation, {"space": "pixel", "n_train": int(train_images["images"].shape[0])}
+    psnr = reconstruction_psnr(module, validation_images["images"], device)
+    lat = train["images"]
+    log.info("Cached latents %s (std %.3f); validation reconstruction PSNR %.2f dB", tuple(lat.shape),
+             float(lat.std()), psnr)
+    metrics = {"space": "latent", "validation_psnr_db": round(psnr, 3), "latent_shape": list(lat.shape[1:]),
                "latent_std": round(float(lat.std()), 4), "scale": float(module.scale), "n_train": int(lat.shape[0])}
-    return cached[0], cached[1], metrics
+    return train, validation, metrics
+
+
+def monitor_rows(validation: dict[str, Any], purpose: str, n: int, run: RunParams, what: str) -> dict[str, Any]:
+    """``n`` rows (a seeded sample) of ``purpose``'s block of the validation split (``monitor``: the plateau
+    monitors; ``selection``: the choices); an error naming ``what`` needs them when the block has fewer than 2."""
+    rows = purpose_rows(validation, VALIDATION_PURPOSES, purpose, n, run.seed)
+    if int(rows["images"].shape[0]) < 2:
+        n_val = int(validation["images"].shape[0])
+        raise ValueError(f"{what} reads the validation split's {purpose} block, and it holds "
+                         f"{rows['images'].shape[0]} of the split's {n_val} images: raise preprocess.validation_size "
+                         "(or preprocess.max_validation_fraction)")
+    return rows
 
 
 # ---------------------------------------------------------------- the prior and its codes
-def train_prior(train_input: dict[str, Any], test_input: dict[str, Any], p: PriorParams,
+def train_prior(train_input: dict[str, Any], validation_input: dict[str, Any], p: PriorParams,
                 run: RunParams) -> tuple[TrainedModel, TrainResult]:
     """The auxiliary prior model (encoder q(z|y), decoder P_L(x|z); VGL + KL). With ``train.eval_every``
-    its held-out loss (on a seeded sample of ``eval_images`` test images) is measured during training and
-    may stop it at its plateau."""
+    its held-out loss (on :func:`prior_eval_rows`) is measured during training and may stop it at its plateau."""
     images = train_input["images"]
     cfg = replace(p.model, in_channels=int(images.shape[1]), resolution=int(images.shape[-1]))
-    train = with_run(p.train, run, offset=2)
+    train = with_run(p.train, run, "prior")
     loss_cfg = {"loss": p.loss, "beta": p.beta, "beta_kl": p.beta_kl}
     monitor: EvaluateFn | None = None
     if train.eval_every:
-        device, held_out = resolve_device(run.device), seeded_rows(test_input, p.eval_images, run.seed)
+        device, held_out = resolve_device(run.device), prior_eval_rows(validation_input, p, run)
 
         def held_out_loss(model: nn.Module, step: int) -> float:
-            return prior_metrics(model, held_out["images"], p.loss, p.beta, device, seed=run.seed)["loss"]
+            return prior_metrics(model, held_out["images"], p.loss, p.beta, device,
+                                 seed=derive_seed(run.seed, "monitor/prior"))["loss"]
 
         monitor = held_out_loss
     result = run_training("prior", lambda: PriorModel(cfg), prior_loss(p.loss, p.beta_kl, p.beta),
@@ -241,6 +267,11 @@ def train_prior(train_input: dict[str, Any], test_input: dict[str, Any], p: Prio
     meta = loss_cfg | {"stop_reason": result.stop_reason,
                        "quality_history": [[e["step"], e["quality"]] for e in result.eval_history]}
     return TrainedModel("prior", cfg, result.model, result.ema, meta), result
+
+
+def prior_eval_rows(validation_input: dict[str, Any], p: PriorParams, run: RunParams) -> dict[str, Any]:
+    """The prior's held-out images: ``eval_images`` of the validation split's monitor block."""
+    return monitor_rows(validation_input, "monitor", p.eval_images, run, "the prior's held-out loss")
 
 
 def encode_codes(prior_model: TrainedModel, images: dict[str, Any], run: RunParams) -> dict[str, torch.Tensor]:
@@ -268,26 +299,27 @@ def prior_mean_images(prior_model: TrainedModel, autoencoder_model: TrainedModel
 
 
 def train_latent_flow(codes: dict[str, torch.Tensor], prior_model: TrainedModel, autoencoder_model: TrainedModel,
-                      quality_embedder: TrainedModel, test_input: dict[str, Any], p: LatentFlowParams,
+                      quality_embedder: TrainedModel, validation_input: dict[str, Any], p: LatentFlowParams,
                       run: RunParams) -> tuple[TrainedModel, TrainResult]:
     """The latent sampler: flow matching from w ~ N(0, I) to the prior encoder's codes. With
     ``train.eval_every`` it is judged through images during training (FD on the judge's features of the
     prior's mean images mu(z), codes drawn with the shipped ``sample_solver`` x ``sample_steps`` against
-    codes of held-out images) and may stop at its plateau."""
+    codes of validation images) and may stop at its plateau."""
     cfg = replace(p.model, z_dim=int(codes["mu_z"].shape[1]))
-    train = with_run(p.train, run, offset=3)
+    train = with_run(p.train, run, "latent_flow")
     meta = asdict(LatentSamplerRecord(p.time_sampler, p.sample_solver, p.sample_steps))
     monitor: EvaluateFn | None = None
     monitor_key: dict[str, Any] | None = None
     if train.eval_every:
         device = resolve_device(run.device)
-        held_out = seeded_rows(test_input, p.monitor.n_reference, run.seed)
+        held_out = monitor_rows(validation_input, "monitor", p.monitor.n_reference, run, "the latent sampler's monitor")
         reference = encode_codes(prior_model, held_out, run)
+        seed = derive_seed(run.seed, "monitor/sampling")
         monitor = latent_quality_monitor(prior_mean_images(prior_model, autoencoder_model, device),
                                          build_embedder(quality_embedder, device), reference, p.monitor.n_samples,
-                                         p.sample_solver, p.sample_steps, p.monitor.batch_size, seed=run.seed)
+                                         p.sample_solver, p.sample_steps, p.monitor.batch_size, seed=seed)
         monitor_key = _monitor_key("fd of the prior's mean images", {
-            "sample_solver": p.sample_solver, "sample_steps": p.sample_steps, **asdict(p.monitor), "seed": run.seed},
+            "sample_solver": p.sample_solver, "sample_steps": p.sample_steps, **asdict(p.monitor), "seed": seed},
             {"judge": quality_embedder, "prior": prior_model, "autoencoder": autoencoder_model}, held_out["images"])
     result = run_training("latent_flow", lambda: LatentFlow(cfg), latent_flow_loss(p.time_sampler),
                           {"mu_z": codes["mu_z"], "logvar_z": codes["logvar_z"]}, train, run,
@@ -323,7 +355,7 @@ def _flow_sampler(ema: nn.Module, cfg, meta: dict[str, Any], prior_model: Traine
 
 def _flow_monitor(p: FMParams, v: FMVariant, run: RunParams, cfg, meta: dict[str, Any], prior_model: TrainedModel,
                   latent_flow_model: TrainedModel, autoencoder_model: TrainedModel, quality_embedder: TrainedModel,
-                  test_images: dict[str, Any]) -> tuple[EvaluateFn | None, dict[str, Any] | None]:
+                  validation_images: dict[str, Any]) -> tuple[EvaluateFn | None, dict[str, Any] | None]:
     """FD at ``variant.monitor_nfe`` on the judge's features and what it measures (the trainer's
     ``evaluate_key``), or Nones when ``fm.train.eval_every`` is 0. A warm model (``meta``'s ``warmth_by_solver``
     not empty) is watched at each warmth of ``fm.warmth.monitor``, and the monitor follows the best of them."""
@@ -337,38 +369,34 @@ def _flow_monitor(p: FMParams, v: FMVariant, run: RunParams, cfg, meta: dict[str
         return [_flow_sampler(ema, cfg, meta, prior_model if learned else None,
                               latent_flow_model if learned else None, autoencoder_model, device, w) for w in warmths]
 
-    rows = seeded_rows(test_images, p.monitor.n_reference, run.seed)["images"]
+    rows = monitor_rows(validation_images, "monitor", p.monitor.n_reference, run, "the flow model's monitor")["images"]
+    seed = derive_seed(run.seed, "monitor/sampling")  # the same for both variants: their monitors are paired
     key = _monitor_key("fd of the flow's images", {
-        "nfe": v.monitor_nfe, **asdict(p.monitor), "seed": run.seed, "warmths": warmths},
+        "nfe": v.monitor_nfe, **asdict(p.monitor), "seed": seed, "warmths": warmths},
         {"judge": quality_embedder, "prior": prior_model if learned else None,
          "latent_sampler": latent_flow_model if learned else None, "autoencoder": autoencoder_model}, rows)
     return flow_quality_monitor(samplers_for, build_embedder(quality_embedder, device), as_float(rows),
                                 p.monitor.n_samples, v.monitor_nfe, p.monitor.solver, p.monitor.batch_size,
-                                seed=run.seed), key
+                                seed=seed), key
 
 
 def _warmth_choice(ema: nn.Module, p: FMParams, run: RunParams, cfg, meta: dict[str, Any], prior_model: TrainedModel,
                    latent_flow_model: TrainedModel, autoencoder_model: TrainedModel, quality_embedder: TrainedModel,
-                   test_images: dict[str, Any]) -> dict[str, Any]:
-    """The record's warmth per solver and NFE (``fm.warmth``), chosen on held-out images outside the monitor's reference
-    (which the evaluation's reference shares), so that no image the reported figures are measured against
-    takes part in the choice; ``warmth_fd``: every FD tried."""
+                   validation_images: dict[str, Any]) -> dict[str, Any]:
+    """The record's warmth per solver and NFE (``fm.warmth``), chosen on the validation split's selection block
+    (disjoint from the monitor's block by construction; the test split is never read); ``warmth_fd``: every FD
+    tried."""
     device = resolve_device(run.device)
-    n_test = int(test_images["images"].shape[0])
-    rest = rows_outside(n_test, seeded_indices(n_test, p.monitor.n_reference, run.seed))
-    if len(rest) < 2:
-        raise ValueError(f"fm.warmth.enabled: the warmth is chosen on held-out images outside the monitor's "
-                         f"{p.monitor.n_reference} (fm.monitor.n_reference), and the test split has {n_test}: "
-                         "lower fm.monitor.n_reference or raise preprocess.test_fraction")
-    rows = rest[seeded_indices(len(rest), p.monitor.n_reference, run.seed + 5)]
-    reference = as_float(test_images["images"][rows])
+    reference = as_float(monitor_rows(validation_images, "selection", p.monitor.n_reference, run,
+                                      "fm.warmth's choice")["images"])
 
     def sampler_with(w: float):
         return _flow_sampler(ema, cfg, meta, prior_model, latent_flow_model, autoencoder_model, device, w)
 
     w = p.warmth
     choice = choose_warmth(sampler_with, build_embedder(quality_embedder, device), reference, w.grid, w.nfe,
-                           p.monitor.n_samples, w.solvers, p.monitor.batch_size, seed=run.seed)
+                           p.monitor.n_samples, w.solvers, p.monitor.batch_size,
+                           seed=derive_seed(run.seed, "selection/sampling"))
     for solver, by_nfe in choice.fd.items():
         for nfe, row in by_nfe.items():
             log.info("warmth for %s at NFE %d: %s -> w = %g", solver, nfe,
@@ -380,7 +408,7 @@ def _warmth_choice(ema: nn.Module, p: FMParams, run: RunParams, cfg, meta: dict[
 
 def train_flow(train_input: dict[str, Any], prior_model: TrainedModel | None, prior_codes: dict[str, Any] | None,
                latent_flow_model: TrainedModel | None, autoencoder_model: TrainedModel, quality_embedder: TrainedModel,
-               test_images: dict[str, Any], p: FMParams, v: FMVariant,
+               validation_images: dict[str, Any], p: FMParams, v: FMVariant,
                run: RunParams) -> tuple[TrainedModel, TrainResult]:
     """The image flow model from the learned prior (LeDiFlow) or from N(0, I) (baseline): same backbone,
     schedule and budget for both variants; only x0's distribution differs (the baseline reads nothing of the
@@ -395,7 +423,7 @@ def train_flow(train_input: dict[str, Any], prior_model: TrainedModel | None, pr
     warmth = _warm(p, v)
     cfg = replace(p.model, in_channels=3 * channels if prior_channels else channels, resolution=int(images.shape[-1]),
                   out_channels=channels if prior_channels else p.model.out_channels, warmth_input=warmth)
-    train = with_run(p.train, run, offset=4)  # the same seed for both variants: same init, same batches
+    train = with_run(p.train, run, "flow")  # the same seed for both variants: same init, same batches
     data = {"images": images}
     if v.prior == "learned":
         prior = prior_model.inference.to(resolve_device(run.device))
@@ -408,12 +436,13 @@ def train_flow(train_input: dict[str, Any], prior_model: TrainedModel | None, pr
     meta = asdict(FlowRecord(v.prior, v.name, p.time_sampler, p.prior_noise_scale, prior_channels,
                              {"euler": [[1, 0.0]]} if warmth else {}, run.space))
     monitor, monitor_key = _flow_monitor(p, v, run, cfg, meta, prior_model, latent_flow_model, autoencoder_model,
-                                         quality_embedder, test_images)
+                                         quality_embedder, validation_images)
     result = run_training(v.name, lambda: DiT(cfg), loss, data, train, run, {**cfg.to_dict(), **meta}, monitor,
                           monitor_key)
     if warmth:
         meta |= _warmth_choice(result.ema, p, run, cfg, meta, prior_model, latent_flow_model, autoencoder_model,
-                               quality_embedder, test_images)
+                               quality_embedder, validation_images)
+
     meta = meta | {"stop_reason": result.stop_reason, "steps": result.steps}
     return TrainedModel("dit", cfg, result.model, result.ema, meta), result
 

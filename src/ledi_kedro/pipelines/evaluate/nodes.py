@@ -15,15 +15,25 @@ from ledi_kedro.core.data.tensors import as_float, image_grid
 from ledi_kedro.core.distributed import resolve_device
 from ledi_kedro.core.subsets import seeded_rows
 from ledi_kedro.core.config import from_dict
-from ledi_kedro.params import EvaluateParams, FMVariant, parse
+from ledi_kedro.params import EvaluateParams, FMVariant, parse, resolve_evaluate
 from ledi_kedro.steps import evaluation as steps
 from ledi_kedro.steps.evaluation import FLOOR, MODELS, ReferenceSet
+from ledi_kedro.steps.training import model_input
+
 
 log = logging.getLogger(__name__)
 
 
-def _params(evaluate: dict) -> EvaluateParams:
-    return parse("evaluate", evaluate)
+def _params(evaluate: dict, run: dict) -> EvaluateParams:
+    """The evaluation's parameters, its seed resolved from ``run.seed`` unless ``evaluate.seed`` pins it."""
+    return resolve_evaluate(parse("evaluate", evaluate), parse("run", run))
+
+
+def encode_test_split(autoencoder_model: TrainedModel, test_image_tensors: dict[str, Any],
+                      run: dict) -> dict[str, Any]:
+    """The test split in the models' space (latents in latent space, the images in pixel space): encoded here,
+    by the evaluation, its only reader (:func:`ledi_kedro.steps.training.model_input`)."""
+    return model_input(autoencoder_model, test_image_tensors, parse("run", run))
 
 
 def embed_reference(quality_embedder: TrainedModel, train_image_tensors: dict[str, Any],
@@ -31,7 +41,7 @@ def embed_reference(quality_embedder: TrainedModel, train_image_tensors: dict[st
                     test_model_input: dict[str, Any], evaluate: dict, run: dict) -> ReferenceSet:
     """The judge's features of every real set the evaluation uses, with the autoencoder's reconstructions in
     latent space (:func:`ledi_kedro.steps.evaluation.reference_set`)."""
-    return steps.reference_set(quality_embedder, train_image_tensors, test_image_tensors, _params(evaluate),
+    return steps.reference_set(quality_embedder, train_image_tensors, test_image_tensors, _params(evaluate, run),
                                parse("run", run), autoencoder_model, test_model_input)
 
 
@@ -41,7 +51,7 @@ def sweep_quality(ledi_model: TrainedModel, gaussian_model: TrainedModel, prior_
     """Both models x solvers x NFE, the sanity rows and each point's memorisation fields
     (:func:`ledi_kedro.steps.evaluation.sweep_points`)."""
     return steps.sweep_points(ledi_model, gaussian_model, prior_model, latent_flow_model, autoencoder_model,
-                              quality_embedder, reference_features, _params(evaluate), parse("run", run),
+                              quality_embedder, reference_features, _params(evaluate, run), parse("run", run),
                               progress=log.info)
 
 
@@ -49,9 +59,10 @@ SWEEP_SCHEMA = {"nfe_requested": pl.Int64, "rtol": pl.Float64, "seconds_per_imag
                 "x0_seconds_per_image": pl.Float64, "nn_close_fraction": pl.Float64}
 
 
-def error_bars(sweep_points: dict[str, Any], reference_features: ReferenceSet, evaluate: dict) -> pl.DataFrame:
+def error_bars(sweep_points: dict[str, Any], reference_features: ReferenceSet, evaluate: dict,
+               run: dict) -> pl.DataFrame:
     """The sweep table with paired half-sample intervals (:func:`ledi_kedro.steps.evaluation.with_intervals`)."""
-    ev = _params(evaluate)
+    ev = _params(evaluate, run)
     rows = steps.with_intervals(sweep_points, reference_features, ev)
     return pl.DataFrame(rows, schema_overrides=SWEEP_SCHEMA | {f"{ev.primary_metric}_seed_std": pl.Float64},
                         infer_schema_length=None)
@@ -63,7 +74,7 @@ def sweep_latent_sampler(ledi_model: TrainedModel, prior_model: TrainedModel, la
                          reference_features: ReferenceSet, evaluate: dict, run: dict) -> pl.DataFrame:
     """LeDiFlow's start against the image NFE: the latent sampler's settings and the encoder-code rows
     (:func:`ledi_kedro.steps.evaluation.latent_sampler_points`)."""
-    ev = _params(evaluate)
+    ev = _params(evaluate, run)
     rows = steps.latent_sampler_points(ledi_model, prior_model, latent_flow_model, autoencoder_model,
                                        quality_embedder, train_model_input, test_model_input, reference_features,
                                        ev, parse("run", run))
@@ -80,15 +91,16 @@ def measure_straightness(ledi_model: TrainedModel, gaussian_model: TrainedModel,
                          run: dict) -> dict[str, float]:
     """Mean ||v(x_t, t) - (x1 - x0)||^2 along each model's Euler trajectories (0 = straight)."""
     return steps.flow_straightness(ledi_model, gaussian_model, prior_model, latent_flow_model, autoencoder_model,
-                                   _params(evaluate), parse("run", run))
+                                   _params(evaluate, run), parse("run", run))
 
 
 def summarize(sweep_results: pl.DataFrame, straightness_values: dict[str, float], embedder_metrics: dict[str, Any],
               reference_features: ReferenceSet, ledi_fm_metrics: dict[str, Any], gaussian_fm_metrics: dict[str, Any],
-              latent_sampler_sweep: pl.DataFrame, evaluate: dict) -> tuple[dict[str, Any], pl.DataFrame]:
+              latent_sampler_sweep: pl.DataFrame, evaluate: dict, run: dict) -> tuple[dict[str, Any], pl.DataFrame]:
     """DVC metrics (metrics.json) and the per-solver speedup table (:func:`ledi_kedro.steps.evaluation.summarize`)."""
     out = steps.summarize(sweep_results.to_dicts(), latent_sampler_sweep.to_dicts(), straightness_values,
-                          embedder_metrics, reference_features, ledi_fm_metrics, gaussian_fm_metrics, _params(evaluate))
+                          embedder_metrics, reference_features, ledi_fm_metrics, gaussian_fm_metrics,
+                          _params(evaluate, run))
     schema = {"solver": pl.String, "reference": pl.String, "reference_nfe": pl.Float64, "reference_quality": pl.Float64,
               "status": pl.String, "matched_nfe": pl.Float64, "speedup": pl.Float64, "speedup_text": pl.String,
               "wallclock_speedup": pl.Float64, "wallclock_text": pl.String, "ledi_ms_per_image": pl.Float64,
@@ -123,7 +135,7 @@ def plot_quality_vs_nfe(sweep_results: pl.DataFrame, evaluate: dict) -> Figure:
     """Quality against NFE per solver, with each point's interval, and the real-vs-real floor as a band. The
     adaptive solver's points sit at the NFE it actually spent, labelled with their tolerance. Log axes are
     limited to the data (an interval that reaches 0 does not stretch them to 1e-14)."""
-    ev = _params(evaluate)
+    ev = parse("evaluate", evaluate)  # no seed used
     metric = ev.primary_metric
     solvers = [s for s in sweep_results["solver"].unique(maintain_order=True).to_list() if s != "none"]
     fig = Figure(figsize=(4.5 * len(solvers), 3.6), dpi=100)
@@ -175,7 +187,7 @@ def _grid(ax, images: torch.Tensor, title: str = "") -> None:
 def plot_sample_grids(sweep_examples: dict, evaluate: dict) -> Figure:
     """LeDiFlow (left) and the baseline (right) side by side, one row per NFE of ``grid_nfe`` that the sweep
     has for ``grid_solver``, ``grid_images`` samples each (the same seeds in every row)."""
-    ev = _params(evaluate)
+    ev = parse("evaluate", evaluate)  # no seed used
     nfes = [n for n in ev.grid_nfe if all((m, ev.grid_solver, float(n)) in sweep_examples for m in MODELS)]
     fig = Figure(figsize=(2 * (ev.grid_images * 0.8 + 0.5), 0.95 * len(nfes) + 0.6), dpi=100)
     axes = fig.subplots(max(1, len(nfes)), 2, squeeze=False)
@@ -195,7 +207,8 @@ def plot_applications(ledi_model: TrainedModel, gaussian_model: TrainedModel, pr
                       latent_flow_model: TrainedModel, autoencoder_model: TrainedModel,
                       test_model_input: dict[str, Any], evaluate: dict, run: dict) -> tuple[Figure, Figure, Figure]:
     """Prior samples (mean and x0), an interpolation strip and inpainting examples."""
-    ev, run_p = _params(evaluate), parse("run", run)
+    ev, run_p = _params(evaluate, run), parse("run", run)
+
     device = resolve_device(run_p.device)
     s = steps.samplers(ledi_model, gaussian_model, prior_model, latent_flow_model, autoencoder_model, device)
     ledi, gauss = s["ledi"], s["gaussian"]

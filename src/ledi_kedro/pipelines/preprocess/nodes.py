@@ -56,9 +56,9 @@ def build_manifest(ingested: IngestResult, params: dict[str, Any]) -> pl.DataFra
     )
 
 
-def build_split_tensors(ingested: IngestResult, manifest: pl.DataFrame) -> tuple[dict, dict]:
-    """uint8 images (N, C, H, W) and int64 labels (-1: none) for the train and the test split, each
-    in the manifest's ``split_index`` order (a seeded shuffle; :func:`ledi_kedro.steps.data.split_tensors`)."""
+def build_split_tensors(ingested: IngestResult, manifest: pl.DataFrame) -> tuple[dict, dict, dict]:
+    """uint8 images (N, C, H, W) and int64 labels (-1: none) for the train, the validation and the test split,
+    each in the manifest's ``split_index`` order (a seeded shuffle; :func:`ledi_kedro.steps.data.split_tensors`)."""
     rows = manifest.sort("id")
     return split_tensors(ingested, rows["split"].to_list(), rows["split_index"].to_numpy())
 
@@ -76,6 +76,7 @@ def build_report(ingested: IngestResult, manifest: pl.DataFrame,
     counts = {
         "n_images": manifest.height,
         "n_train": int(per_split.get("train", 0)),
+        "n_validation": int(per_split.get("validation", 0)),
         "n_test": int(per_split.get("test", 0)),
         "n_classes": len(ingested.class_names),
         "n_rejected": len(ingested.rejected),

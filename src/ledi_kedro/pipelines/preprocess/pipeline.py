@@ -10,7 +10,8 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(build_manifest, ["ingested_images", "params:preprocess"], "image_manifest",
                  name="build_manifest"),
             Node(build_split_tensors, ["ingested_images", "image_manifest"],
-                 ["train_image_tensors", "test_image_tensors"], name="build_split_tensors"),
+                 ["train_image_tensors", "validation_image_tensors", "test_image_tensors"],
+                 name="build_split_tensors"),
             Node(build_report, ["ingested_images", "image_manifest", "params:data_source"],
                  ["preprocess_report", "preprocess_metrics"], name="build_preprocess_report"),
         ]

@@ -204,9 +204,11 @@ def glance(metrics: dict[str, Any], figures: dict[str, Any]) -> Section:
 
 def _judge_text(m: dict[str, Any]) -> str:
     text = str(m.get("embedder", "?"))
-    if "test_accuracy" in m:
+    if "validation_accuracy" in m:
         trained = f" ({m['steps']} training steps)" if "steps" in m else ""
-        text += f", test accuracy {m['test_accuracy']:.4f} on {m.get('n_test')} held-out images{trained}"
+        text += (f", validation accuracy {m['validation_accuracy']:.4f} on {m.get('n_validation')} validation "
+                 f"images{trained}")
+
     if "why" in m:
         text += f". Why this judge: {m['why']}"
     if "note" in m:

@@ -19,11 +19,12 @@ def train_autoencoder(train_images: dict[str, Any], autoencoder: dict, run: dict
     return model, history_frame(result)
 
 
-def cache_latents(autoencoder_model: TrainedModel, train_images: dict[str, Any], test_images: dict[str, Any],
+def cache_latents(autoencoder_model: TrainedModel, train_images: dict[str, Any], validation_images: dict[str, Any],
                   run: dict) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """Encode every split once (the "VAE latent caching" step); pixel space passes the images through
-    (:func:`ledi_kedro.steps.training.model_inputs`)."""
-    return steps.model_inputs(autoencoder_model, train_images, test_images, parse("run", run))
+    """Encode the train and validation splits once (the "VAE latent caching" step; the evaluation encodes the test
+    split); pixel space passes the images through (:func:`ledi_kedro.steps.training.model_inputs`)."""
+    return steps.model_inputs(autoencoder_model, train_images, validation_images, parse("run", run))
+
 
 
 def plot_autoencoder_loss(history: pl.DataFrame):

@@ -14,12 +14,13 @@ from ledi_kedro.steps.training import train_judge
 from ledi_kedro.training import history_frame, plot_loss_history
 
 
-def train_quality_embedder(train_image_tensors: dict[str, Any], test_image_tensors: dict[str, Any], embedder: dict,
-                           run: dict) -> tuple[TrainedModel, dict[str, Any], pl.DataFrame]:
-    """The judge's record, its metrics (test accuracy, training time) and its loss history
+def train_quality_embedder(train_image_tensors: dict[str, Any], validation_image_tensors: dict[str, Any],
+                           embedder: dict, run: dict) -> tuple[TrainedModel, dict[str, Any], pl.DataFrame]:
+    """The judge's record, its metrics (validation accuracy, training time) and its loss history
     (:func:`ledi_kedro.steps.training.train_judge`)."""
-    model, metrics, result = train_judge(train_image_tensors, test_image_tensors, parse("embedder", embedder),
+    model, metrics, result = train_judge(train_image_tensors, validation_image_tensors, parse("embedder", embedder),
                                          parse("run", run))
+
     return model, metrics, history_frame(result)
 
 

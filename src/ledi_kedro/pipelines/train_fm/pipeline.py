@@ -7,7 +7,8 @@ from .nodes import plot_fm_loss, summarize_fm
 # What each instance reads besides its own parameters (`ledi.variant`, `gaussian.variant`): LeDiFlow needs the
 # prior, its codes and the latent sampler; the baseline does not, so a change to them leaves it alone (each
 # namespace is a DVC stage of its own: `kedro run --pipelines=train_fm --namespaces=ledi`).
-COMMON_INPUTS = ["train_model_input", "autoencoder_model", "quality_embedder", "test_image_tensors"]
+COMMON_INPUTS = ["train_model_input", "autoencoder_model", "quality_embedder", "validation_image_tensors"]
+
 PRIOR_INPUTS = ["prior_model", "prior_codes", "latent_flow_model"]
 SHARED_PARAMS = {"params:fm", "params:run"}
 

@@ -12,7 +12,7 @@ from ledi_kedro.core.artifacts import TrainedModel
 from ledi_kedro.core.distributed import resolve_device
 from ledi_kedro.core.models import reparameterize
 from ledi_kedro.core.sampling import integrate_latent
-from ledi_kedro.core.subsets import seeded_rows
+from ledi_kedro.core.subsets import derive_seed, seeded_rows
 from ledi_kedro.params import parse
 from ledi_kedro.training import final_loss, plot_loss_history
 
@@ -24,12 +24,14 @@ def evaluate_latent_flow(latent_flow_model: TrainedModel, prior_codes: dict[str,
     run_p, p = parse("run", run), parse("latent_flow", latent_flow)
     device = resolve_device(run_p.device)
     model = latent_flow_model.inference.to(device)
-    sample = seeded_rows({"mu_z": prior_codes["mu_z"], "logvar_z": prior_codes["logvar_z"]}, 4096, run_p.seed)
+    seed = derive_seed(run_p.seed, "latent_flow_metrics")
+    sample = seeded_rows({"mu_z": prior_codes["mu_z"], "logvar_z": prior_codes["logvar_z"]}, 4096, seed)
     n = int(sample["mu_z"].shape[0])
-    g = torch.Generator(device=device).manual_seed(run_p.seed)
+    g = torch.Generator(device=device).manual_seed(seed)
     w = torch.randn((n, model.config.z_dim), generator=g, device=device)
     z = integrate_latent(model, w, p.sample_solver, p.sample_steps)[0].cpu()
-    eps = torch.randn(n, model.config.z_dim, generator=torch.Generator().manual_seed(run_p.seed))
+    eps = torch.randn(n, model.config.z_dim, generator=torch.Generator().manual_seed(seed + 1))
+
     codes = reparameterize(sample["mu_z"], sample["logvar_z"], eps)
     return {
         "final_train_loss": final_loss(history), "steps": history.height, "n_samples": n,

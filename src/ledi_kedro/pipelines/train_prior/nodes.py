@@ -10,21 +10,23 @@ import polars as pl
 from ledi_kedro.core.artifacts import TrainedModel
 from ledi_kedro.core.distributed import resolve_device
 from ledi_kedro.core.metrics.model_quality import prior_metrics
-from ledi_kedro.core.subsets import class_coverage, seeded_rows
+from ledi_kedro.core.subsets import class_coverage, derive_seed
 from ledi_kedro.params import parse
+from ledi_kedro.steps.training import prior_eval_rows
 from ledi_kedro.training import final_loss, plot_loss_history
 
 
-def evaluate_prior(prior_model: TrainedModel, test_model_input: dict[str, Any], history: pl.DataFrame,
+def evaluate_prior(prior_model: TrainedModel, validation_model_input: dict[str, Any], history: pl.DataFrame,
                    prior: dict, run: dict) -> dict[str, Any]:
-    """Held-out VGL, KL per z dimension, MSE of the prior mean and mean predicted std (EMA weights), on a
-    seeded sample of ``eval_images`` test images."""
+    """Held-out VGL, KL per z dimension, MSE of the prior mean and mean predicted std (EMA weights), on the
+    prior's held-out images (``eval_images`` of the validation split's monitor block, as during training)."""
     run_p, p = parse("run", run), parse("prior", prior)
-    subset = seeded_rows(test_model_input, p.eval_images, run_p.seed)
+    subset = prior_eval_rows(validation_model_input, p, run_p)
     metrics = prior_metrics(prior_model.inference, subset["images"], p.loss, p.beta,
-                            resolve_device(run_p.device), seed=run_p.seed)
-    return {f"test_{k}" if k != "n_images" else "n_test_images": v for k, v in metrics.items()} | {
-        "n_test_classes": class_coverage(subset["labels"])["n_classes"],
+                            resolve_device(run_p.device), seed=derive_seed(run_p.seed, "monitor/prior"))
+    return {f"validation_{k}" if k != "n_images" else "n_validation_images": v for k, v in metrics.items()} | {
+        "n_validation_classes": class_coverage(subset["labels"])["n_classes"],
+
         "loss_kind": p.loss, "final_train_loss": final_loss(history), "steps": history.height,
         "stop_reason": prior_model.meta["stop_reason"],
         "evaluations_during_training": len(prior_model.meta["quality_history"])}

@@ -27,8 +27,9 @@ from ledi_kedro.core.distributed import resolve_device
 from ledi_kedro.core.embedders import build_embedder
 from ledi_kedro.core.evaluation import generate_and_embed
 from ledi_kedro.core.metrics import frechet_distance
-from ledi_kedro.core.subsets import seeded_rows
-from ledi_kedro.params import Dimension, TuneParams, parse, validate_all
+from ledi_kedro.core.subsets import derive_seed
+from ledi_kedro.params import Dimension, RunParams, TuneParams, parse, validate_all
+from ledi_kedro.steps.training import monitor_rows
 from ledi_kedro.training import (
     encode_prior_codes, train_fm_model, train_latent_flow_model, train_prior_model,
 )
@@ -77,18 +78,26 @@ def _storage(path: Path, tp: TuneParams) -> optuna.storages.RDBStorage:
                                       engine_kwargs={"connect_args": {"timeout": 120}})
 
 
-def scoring_set(test_image_tensors: dict, tp: TuneParams) -> dict:
-    """The held-out images trials are scored against: a seeded sample, never a prefix."""
-    return seeded_rows(test_image_tensors, tp.objective.n_reference, tp.seed)
+def scoring_set(validation_model_input: dict, tp: TuneParams, run: RunParams) -> dict:
+    """The images trials are scored against: a seeded sample of the validation split's selection block (a
+    choice never reads the test split, nor the images the plateau monitors watch)."""
+    return monitor_rows(validation_model_input, "selection", tp.objective.n_reference, run, "tune's scoring set")
 
 
-def run_study(train_model_input: dict, test_image_tensors: dict, quality_embedder: TrainedModel,
+def tune_seed(tp: TuneParams, run: RunParams) -> int:
+    """``tune.seed``, or (null, the default) one derived from ``run.seed``."""
+    return tp.seed if tp.seed is not None else derive_seed(run.seed, "tune")
+
+
+def run_study(train_model_input: dict, validation_model_input: dict, quality_embedder: TrainedModel,
               parameters: dict[str, Any], tune: dict) -> tuple[dict, pl.DataFrame, Figure, Figure, Figure]:
     """Run (or resume) the study; return the best parameters, the trials table and Optuna's plots.
 
-    Trials are scored with the project's judge (``quality_embedder``, trained once by ``train_embedder``)
-    against a seeded sample of ``objective.n_reference`` held-out images."""
+    Trials train on the train split and are scored with the project's judge (``quality_embedder``, trained once
+    by ``train_embedder``) against :func:`scoring_set`: validation images, never test images."""
     tp = parse("tune", tune)
+    run = parse("run", parameters["run"])
+    seed = tune_seed(tp, run)
     if train_model_input.get("__metadata__", {}).get("space") == "latent":
         raise ConfigError("tune scores pixel-space runs only (run.space: pixel)")
     space = {k: from_dict(Dimension, v, f"tune.search_space.{k}") for k, v in tp.search_space.items()}
@@ -99,7 +108,7 @@ def run_study(train_model_input: dict, test_image_tensors: dict, quality_embedde
                                                       "autoencoder", "preprocess")}
     device = resolve_device(base["run"]["device"])
     embed = build_embedder(quality_embedder, device)
-    ref = embed(as_float(scoring_set(test_image_tensors, tp)["images"]))
+    ref = embed(as_float(scoring_set(validation_model_input, tp, run)["images"]))
 
     def objective(trial: optuna.Trial) -> float:
         params = copy.deepcopy(base)
@@ -113,20 +122,20 @@ def run_study(train_model_input: dict, test_image_tensors: dict, quality_embedde
         params["run"] = dict(params["run"], checkpoint_root=str(work / f"trial_{trial.number:04d}"),
                              on_config_change="error")
         validate_all(params)  # a bad combination fails this trial with a clear message
-        prior, _ = train_prior_model(train_model_input, test_image_tensors, params["prior"], params["run"])
+        prior, _ = train_prior_model(train_model_input, validation_model_input, params["prior"], params["run"])
         codes = encode_prior_codes(prior, train_model_input, params["run"])
         pixel_space = TrainedModel("identity", {}, None, None)
-        latent, *_ = train_latent_flow_model(codes, prior, pixel_space, quality_embedder, test_image_tensors,
+        latent, *_ = train_latent_flow_model(codes, prior, pixel_space, quality_embedder, validation_model_input,
                                              params["latent_flow"], params["run"])
         variant = params["ledi"]["variant"]
         value = math.inf
         for step in range(tp.budget.report_every, tp.budget.fm_steps + 1, tp.budget.report_every):
             set_dotted(params, "fm.train.steps", step)  # resumes from the trial's own checkpoint
             fm, *_ = train_fm_model(train_model_input, prior, codes, latent, pixel_space, quality_embedder,
-                                    test_image_tensors, params["fm"], variant, params["run"])
+                                    validation_model_input, params["fm"], variant, params["run"])
             sampler = make_sampler(fm, prior, latent, pixel_space, device)
             gen = generate_and_embed(sampler, embed, tp.objective.n_samples, min(250, tp.objective.n_samples),
-                                     tp.objective.solver, nfe=tp.objective.nfe, seed=tp.seed)
+                                     tp.objective.solver, nfe=tp.objective.nfe, seed=seed)
             value = frechet_distance(gen.features, ref)
             trial.report(value, step)
             log.info("trial %d step %d: FD %.4f at NFE %d", trial.number, step, value, tp.objective.nfe)
@@ -139,7 +148,8 @@ def run_study(train_model_input: dict, test_image_tensors: dict, quality_embedde
     with FileLock(f"{storage_path}.lock"):
         study = optuna.create_study(
             study_name=tp.study_name, storage=_storage(storage_path, tp), load_if_exists=True, direction="minimize",
-            sampler=optuna.samplers.TPESampler(seed=tp.seed + 1000 * tp.worker),  # workers must not suggest alike
+            sampler=optuna.samplers.TPESampler(seed=seed + 1000 * tp.worker),  # workers must not suggest alike
+
             pruner=optuna.pruners.MedianPruner(n_startup_trials=tp.pruner_startup_trials,
                                                n_warmup_steps=tp.pruner_warmup_steps))
     stale = _fail_stale_trials(study)
