@@ -101,7 +101,6 @@ def main(argv: list[str] | None = None) -> None:
         ref = ev_steps.reference_set(judge, train_images, validation_images, ev, run)
         rows = ev_steps.latent_sampler_points(ledi, prior, latent, ae, judge, train_input, validation_input, ref, ev,
                                               run)
-
         history = ", ".join(f"{e['step']}: {e['quality']:.3g}" for e in result.eval_history)
         lines += ["", f"## {text or 'as configured'} (trained {result.steps} steps in {train_min:.1f} min, "
                       f"{result.stop_reason}; monitor: {history or 'off'})", "",

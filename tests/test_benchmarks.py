@@ -41,7 +41,7 @@ def test_quality_benchmark_prints_what_evaluate_wrote(tiny_trained_copy):
     out = ok(proc)
     assert "| solver | model | NFE 1 | NFE 2 | NFE 4 |" in out
     assert out.count("| at_reference_nfe (NFE 4") == 2 and out.count("| vs_best_baseline (NFE") == 2
-    assert "| encoder codes of training images | 0 |" in out and "memorisation (nearest training image" in out
+    assert "| encoder codes of training images | 0 |" in out and "- memorisation: not checked" in out
     assert (tiny_trained_copy / "results.md").read_text().strip() in proc.stdout
     saved = json.loads((tiny_trained_copy / "results.json").read_text())
     assert saved["env"] == "tiny" and saved["metrics"]["training"]["gaussian"]["steps"] == 4

@@ -64,7 +64,6 @@ def test_every_consumer_samples_across_all_classes(class_sorted_split):
     metrics = evaluate_prior(prior, test, _history(), params["prior"], params["run"])  # test stands in for validation
     assert metrics["n_validation_images"] == n and metrics["n_validation_classes"] >= 9
     scoring = scoring_set(test, parse("tune", params["tune"]), parse("run", params["run"]))
-
     assert class_coverage(scoring["labels"])["n_classes"] >= 9
 
 

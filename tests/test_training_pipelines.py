@@ -77,7 +77,6 @@ def test_pixel_chain(tmp_path):
     assert isinstance(hist, pl.DataFrame) and hist["step"].to_list() == list(range(1, 7))
     assert {"validation_loss", "validation_kl_per_dim", "validation_recon_mse_of_mean",
             "validation_mean_predicted_std"} <= set(out["prior_metrics"])
-
     assert out["ledi.fm_metrics"]["steps"] == 6
     for ns in ("ledi", "gaussian"):  # quality during training at steps 3 and 6, on the judge's features
         quality = out[f"{ns}.fm_quality_history"]

@@ -30,7 +30,6 @@ from ledi_kedro.core.subsets import derive_seed
 from ledi_kedro.core.trainer import TrainConfig
 
 
-
 # ---------------------------------------------------------------- shared (parameters.yml)
 @dataclass(frozen=True)
 class RunParams:
@@ -107,7 +106,6 @@ class EmbedderParams:
     augment: AugmentParams
     seed: int  # pinned on purpose, not run.seed's: every replicate of a run is measured by the same judge
     train: TrainConfig
-
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.min_pretrained_accuracy <= 1.0:
@@ -320,11 +318,14 @@ class LatentSweepParams:
 class MemorisationParams:
     """When a model counts as copying its training set (then the evaluation says so instead of a verdict)."""
 
-    max_close_fraction: float  # share of samples nearer to a training image than 95% of held-out images are
+    # The family-wise false-alarm rate of the check: a model is flagged when one of its points has more samples
+    # near a training image than a model that copies nothing shows with probability alpha / (its points)
+    # (core.metrics.memorisation.close_fraction_limit: the exact null at the sample sizes, Bonferroni-corrected).
+    alpha: float
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.max_close_fraction <= 1.0:
-            raise ValueError(f"memorisation.max_close_fraction must be in (0, 1], got {self.max_close_fraction}")
+        if not 0.0 < self.alpha < 1.0:
+            raise ValueError(f"memorisation.alpha must be in (0, 1), got {self.alpha}")
 
 
 @dataclass(frozen=True)

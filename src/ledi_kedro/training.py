@@ -121,5 +121,4 @@ def train_baseline_model(train_model_input: dict[str, Any], autoencoder_model: T
         raise ConfigError(f"variant.prior={v.prior!r}: the baseline's instance of train_fm trains from N(0, I)")
     model, result = steps.train_flow(train_model_input, None, None, None, autoencoder_model, quality_embedder,
                                      validation_image_tensors, parse("fm", fm), v, parse("run", run))
-
     return model, history_frame(result), quality_frame(result)

@@ -123,3 +123,65 @@ def test_memorisation_tells_copies_from_new_samples():
     assert new.to_dict()["ratio"] == new.ratio and new.n_training == 2000
     with pytest.raises(ValueError, match="quantile"):
         memorisation(held_out_nn, held_out_nn, 1, quantile=1.5)
+
+
+def test_the_close_fraction_null_is_beta_binomial_and_its_limit_holds_its_rate():
+    from ledi_kedro.core.metrics.memorisation import (
+        close_fraction_limit, close_fraction_p_value, held_out_threshold, memorisation,
+    )
+
+    # k = ceil(0.05 * 19) = 1: a new sample falls below the smallest of 19 exchangeable distances with probability
+    # 1/20, so with one sample the count is Bernoulli(1/20) and P(X >= 1) = 0.05 exactly
+    assert close_fraction_p_value(1.0, 1, 19, 0.05) == pytest.approx(0.05, abs=1e-12)
+    assert close_fraction_p_value(0.0, 50, 19, 0.05) == pytest.approx(1.0)
+    # the limit: the smallest fraction a copying-free model exceeds with probability <= alpha / points
+    limit = close_fraction_limit(200, 200, 0.05, alpha=0.05, n_tests=10)
+    c = round(limit * 200)
+    assert close_fraction_p_value((c + 1) / 200, 200, 200, 0.05) <= 0.005 < close_fraction_p_value(c / 200, 200, 200,
+                                                                                                     0.05)
+    assert close_fraction_limit(200, 200, 0.05, 0.05, 1) < limit  # more points, a higher bar
+    # simulated: held-out and generated distances from one distribution; the count above the limit is rare
+    g = torch.Generator().manual_seed(0)
+    exceed = 0
+    trials = 2000
+    for _ in range(trials):
+        held, gen = torch.rand(200, generator=g), torch.rand(200, generator=g)
+        exceed += memorisation(gen, held, 1, 0.05).close_fraction > close_fraction_limit(200, 200, 0.05, 0.05, 1)
+    assert exceed / trials <= 0.05 + 3 * (0.05 * 0.95 / trials) ** 0.5
+    assert held_out_threshold(torch.tensor([3.0, 1.0, 2.0, 5.0]), 0.5) == 2.0  # the 2nd smallest of 4
+    with pytest.raises(ValueError, match="alpha"):
+        close_fraction_limit(10, 10, 0.05, 0.0, 1)
+
+
+def test_running_best_and_the_nfe_to_reach_a_level():
+    from ledi_kedro.core.metrics.speedup import nfe_to_reach, running_best
+
+    assert running_best([5.0, 3.0, 4.0, 2.0]) == [5.0, 3.0, 3.0, 2.0]
+    nfe = [1, 2, 4, 8]
+    assert nfe_to_reach(nfe, [5.0, 3.0, 4.0, 2.0], 6.0) == (1.0, "at_floor")
+    assert nfe_to_reach(nfe, [5.0, 3.0, 4.0, 2.0], 1.0) == (None, "never")
+    # 2.5 lies halfway between 3 (NFE 4 on the running best) and 2 (NFE 8): log-linear, sqrt(4 * 8)
+    n, status = nfe_to_reach(nfe, [5.0, 3.0, 4.0, 2.0], 2.5)
+    assert status == "reached" and n == pytest.approx(32 ** 0.5)
+    n, _ = nfe_to_reach(nfe, [5.0, 3.0, 4.0, 2.0], 3.0)  # the rise at NFE 4 is ignored: reached at NFE 2
+    assert n == pytest.approx(2.0)
+
+
+def test_matched_quality_reads_each_baseline_level_off_both_running_best_curves():
+    from ledi_kedro.core.metrics.comparison import Curve, matched_quality
+
+    reps = lambda qs: [[q] * 4 for q in qs]  # noqa: E731 - replicates equal to the points: a zero-width interval
+    base = Curve([1, 2, 4, 8], [8.0, 4.0, 2.0, 3.0], reps([8.0, 4.0, 2.0, 3.0]), [1.0, 2.0, 4.0, 8.0])
+    ledi = Curve([1, 2, 4, 8], [4.0, 2.0, 1.0, 1.0], reps([4.0, 2.0, 1.0, 1.0]), [2.0, 3.0, 5.0, 9.0])
+    levels = matched_quality(ledi, base)
+    # the baseline's running best: 8, 4, 2, 2 -> three levels (NFE 8's rise is not a level)
+    assert [(m.level_nfe, m.level) for m in levels] == [(1.0, 8.0), (2.0, 4.0), (4.0, 2.0)]
+    assert [m.status for m in levels] == ["at_floor", "at_floor", "reached"]
+    assert [m.ledi_nfe for m in levels] == [1.0, 1.0, pytest.approx(2.0)]
+    assert [m.nfe_ratio for m in levels] == [1.0, 2.0, pytest.approx(2.0)]
+    assert levels[2].nfe_ratio_interval == (pytest.approx(2.0), pytest.approx(2.0))
+    assert levels[2].seconds_ratio == pytest.approx(4.0 / 3.0)  # baseline 4 s at NFE 4, LeDiFlow 3 s at NFE 2
+    assert levels[0].text().startswith(">= 1.00x")
+    worse = Curve([1, 2, 4, 8], [9.0, 9.0, 9.0, 9.0], reps([9.0] * 4), [1.0] * 4)
+    assert [m.status for m in matched_quality(worse, base)] == ["never"] * 3
+    assert matched_quality(worse, base)[0].text() == "not reached"

@@ -48,16 +48,18 @@ class Generated:
     latent_nfe: float
     seconds_per_image: float  # end to end: x0 (latent sampler, prior decoder), image ODE, decoder
     x0_seconds_per_image: float = 0.0  # of which drawing x0 (LeDiFlow's overhead; ~0 for N(0, I))
+    probe_features: torch.Tensor | None = None  # the images in a second feature space (``probe``), if asked
 
 
 def generate_and_embed(sampler: FlowSampler, embed: Embed, n: int, batch: int, solver: str, *,
                        nfe: int | None = None, rtol: float | None = None, seed: int = 0, keep: int = 16,
-                       codes: dict[str, torch.Tensor] | None = None) -> Generated:
+                       codes: dict[str, torch.Tensor] | None = None, probe: Embed | None = None) -> Generated:
     """Sample ``n`` images in batches (seeds ``seed``, ``seed + 1``, ...), time them end to end
-    (latent sampler, prior, image ODE, decoder) and embed them. With ``codes`` (encoder moments ``mu_z``,
-    ``logvar_z`` of at least ``n`` images; LeDiFlow only) the batches start from those codes instead of
-    the latent sampler's."""
+    (latent sampler, prior, image ODE, decoder) and embed them (and, with ``probe``, map them into a second
+    feature space, outside the timing). With ``codes`` (encoder moments ``mu_z``, ``logvar_z`` of at least ``n``
+    images; LeDiFlow only) the batches start from those codes instead of the latent sampler's."""
     feats, examples, nfes, latent_nfes, seconds, x0_seconds = [], [], [], [], 0.0, 0.0
+    probed: list[torch.Tensor] = []
     kwargs = {"rtol": rtol, "atol": rtol} if solver == "dopri5" else {"nfe": nfe}
     if codes is not None and codes["mu_z"].shape[0] < n:
         raise ValueError(f"{codes['mu_z'].shape[0]} codes for {n} images")
@@ -77,6 +79,8 @@ def generate_and_embed(sampler: FlowSampler, embed: Embed, n: int, batch: int, s
         x0_seconds += res.x0_seconds
         images = res.images.float().clamp(-1, 1)
         feats.append(embed(images))
+        if probe is not None:
+            probed.append(probe(images))
         if sum(e.shape[0] for e in examples) < keep:
             examples.append(images[:keep].cpu())
         nfes.append(res.nfe)
@@ -84,7 +88,8 @@ def generate_and_embed(sampler: FlowSampler, embed: Embed, n: int, batch: int, s
         done += size
         b += 1
     return Generated(torch.cat(feats), torch.cat(examples)[:keep], sum(nfes) / len(nfes),
-                     sum(latent_nfes) / len(latent_nfes), seconds / n, x0_seconds / n)
+                     sum(latent_nfes) / len(latent_nfes), seconds / n, x0_seconds / n,
+                     torch.cat(probed) if probed else None)
 
 
 @dataclass
@@ -102,14 +107,15 @@ class SweepResult:
     rows: list[dict] = field(default_factory=list)
     examples: dict[tuple[str, str, float], torch.Tensor] = field(default_factory=dict)
     features: list[torch.Tensor] = field(default_factory=list)  # one per row: the generated images' embeddings
+    probe_features: list[torch.Tensor | None] = field(default_factory=list)  # one per row, with a probe
 
 
 def sweep(samplers: dict[str, FlowSampler], embed: Embed, reference: torch.Tensor, spec: QualitySpec,
-          cfg: SweepConfig, progress: Callable[[str], None] | None = None) -> SweepResult:
+          cfg: SweepConfig, progress: Callable[[str], None] | None = None, probe: Embed | None = None) -> SweepResult:
     """Every sampler x solver x NFE (fixed grid, skipping NFE a solver cannot spend exactly),
     plus dopri5 at each tolerance. Rows: model, solver, nfe, nfe_requested, latent_nfe, seed,
     seconds_per_image, x0_seconds_per_image, fd, kid, mmd, n_samples, n_reference; ``features[i]``
-    holds row i's embeddings (for error bars)."""
+    holds row i's embeddings (for error bars), ``probe_features[i]`` its images through ``probe``."""
     out = SweepResult()
     for model, sampler in samplers.items():
         plans: list[tuple[str, int | None, float | None]] = []
@@ -119,13 +125,14 @@ def sweep(samplers: dict[str, FlowSampler], embed: Embed, reference: torch.Tenso
         plans += [("dopri5", None, r) for r in cfg.adaptive_rtols]
         for solver, nfe, rtol in plans:
             gen = generate_and_embed(sampler, embed, cfg.n_samples, cfg.batch_size, solver, nfe=nfe, rtol=rtol,
-                                     seed=cfg.seed)
+                                     seed=cfg.seed, probe=probe)
             row = {"model": model, "solver": solver, "nfe_requested": nfe, "rtol": rtol, "nfe": gen.nfe,
                    "latent_nfe": gen.latent_nfe, "seed": cfg.seed, "seconds_per_image": gen.seconds_per_image,
                    "x0_seconds_per_image": gen.x0_seconds_per_image}
             row.update(quality(gen.features, reference, spec))
             out.rows.append(row)
             out.features.append(gen.features)
+            out.probe_features.append(gen.probe_features)
             out.examples.setdefault((model, solver, gen.nfe), gen.examples)
             if progress is not None:
                 progress(f"{model:>8} {solver:>8} NFE {gen.nfe:6.1f} seed {cfg.seed}: FD {row['fd']:.3f}  "

@@ -34,10 +34,15 @@ from ledi_kedro.core.embedders import build_embedder
 from ledi_kedro.core.evaluation import QualitySpec, SweepConfig, generate_and_embed, prior_only_features, quality, sweep
 from ledi_kedro.core.metrics import median_heuristic_sigma
 from ledi_kedro.core.metrics.comparison import (
-    Curve, PointWithInterval, better_per_nfe, cheapest_beats_best, compare, paired_difference, reliability_warnings,
+    Curve, PointWithInterval, better_per_nfe, cheapest_beats_best, compare, matched_quality, paired_difference,
+    reliability_warnings,
 )
+
 from ledi_kedro.core.metrics.intervals import MIN_ROWS, Interval, QualityBootstrap
-from ledi_kedro.core.metrics.memorisation import memorisation, nearest_distances
+from ledi_kedro.core.metrics.memorisation import (
+    close_fraction_limit, close_fraction_p_value, memorisation, nearest_distances,
+)
+
 from ledi_kedro.core.metrics.model_quality import straightness
 from ledi_kedro.core.encoding import encode_moments
 from ledi_kedro.core.sampling import FlowSampler
@@ -62,6 +67,9 @@ KID_SUBSET, KID_SUBSETS = 1000, 20  # KID's usual subset size; subsets averaged
 # The memorisation check counts samples nearer to a training image than this quantile of the held-out images'
 # distances: about this share for a model that does not copy, near 1 for one that does.
 HELD_OUT_QUANTILE = 0.05
+PIXEL_SIDE = 16  # its second feature space: pixels, area-averaged to at most this size
+# The feature spaces of the memorisation check: the judge's, and pixels (row keys nn_*, nn_pixels_*).
+MEMORISATION_SPACES = {"judge": "nn", "pixels": "nn_pixels"}
 
 
 @dataclass
@@ -79,6 +87,9 @@ class ReferenceSet:
     # The held-out images encoded and decoded by the autoencoder (latent space; else None): a latent model
     # cannot score better than its autoencoder's reconstructions.
     reconstructed: torch.Tensor | None = None
+    # The memorisation check's second feature space (pixel_probe): the training images and the held-out ones.
+    training_pixels: torch.Tensor | None = None
+    held_out_pixels: torch.Tensor | None = None
 
 
 def quality_spec(ev: EvaluateParams, ref: ReferenceSet) -> QualitySpec:
@@ -131,7 +142,9 @@ quality_embedder: TrainedModel, train_images: dict[str, Any], test_images: dict[
     ref = embed(as_float(test["images"]))
     seen = training_subset(train_images, run.max_train_images, run.seed)["images"]
     training = torch.cat([embed(as_float(chunk)) for chunk in torch.as_tensor(seen).split(4096)])
+    training_pixels = torch.cat([pixel_probe(as_float(chunk)) for chunk in torch.as_tensor(seen).split(4096)])
     held_out = embed(as_float(test_images["images"][held_out_rows])) if held_out_rows is not None else None
+    held_out_pixels = pixel_probe(as_float(test_images["images"][held_out_rows])) if held_out_rows is not None else None
     sigma = CMMD_SIGMA if quality_embedder.kind == "clip" else median_heuristic_sigma(ref)
     ae = load_autoencoder(autoencoder, device) if autoencoder is not None else None
     reconstructed = None
@@ -144,7 +157,7 @@ quality_embedder: TrainedModel, train_images: dict[str, Any], test_images: dict[
                                 for chunk in latents.split(ev.batch_size)])
         reconstructed = embed(images)
     return ReferenceSet(ref, embed(as_float(train["images"])), held_out, held_out_rows, training, sigma, embed.name,
-                        coverage, reconstructed)
+                        coverage, reconstructed, training_pixels, held_out_pixels)
 
 
 def samplers(ledi: TrainedModel, gaussian: TrainedModel, prior: TrainedModel, latent_flow: TrainedModel,
@@ -154,15 +167,24 @@ def samplers(ledi: TrainedModel, gaussian: TrainedModel, prior: TrainedModel, la
             "gaussian": make_sampler(gaussian, None, None, autoencoder, device, precision="bf16")}
 
 
-def _memorisation_fields(features: torch.Tensor, ref: ReferenceSet,
-                         held_out_nn: torch.Tensor | None) -> dict[str, float | None]:
-    """A set's median distance to its nearest training image, and the share of it nearer than the held-out
-    images' ``HELD_OUT_QUANTILE``-quantile (None without held-out images)."""
-    nn = nearest_distances(features, ref.training)
+def pixel_probe(images: torch.Tensor) -> torch.Tensor:
+    """Images in [-1, 1] as flat pixel vectors (area-averaged to at most ``PIXEL_SIDE`` px, float32, CPU): the
+    memorisation check's second feature space, which no model of the project shaped."""
+    x = images.float()
+    if x.shape[-1] > PIXEL_SIDE:
+        x = torch.nn.functional.adaptive_avg_pool2d(x, PIXEL_SIDE)
+    return x.flatten(1).cpu()
+
+
+def _memorisation_fields(features: torch.Tensor, bank: torch.Tensor, held_out_nn: torch.Tensor | None,
+                         prefix: str = "nn") -> dict[str, float | None]:
+    """A set's median distance to its nearest training image (in ``bank``'s feature space), and the share of it
+    nearer than the held-out images' ``HELD_OUT_QUANTILE``-quantile (None without held-out images)."""
+    nn = nearest_distances(features, bank)
     if held_out_nn is None:
-        return {"nn_train_median": float(nn.median()), "nn_close_fraction": None}
-    m = memorisation(nn, held_out_nn, ref.training.shape[0], HELD_OUT_QUANTILE)
-    return {"nn_train_median": m.generated_median, "nn_close_fraction": m.close_fraction}
+        return {f"{prefix}_train_median": float(nn.median()), f"{prefix}_close_fraction": None}
+    m = memorisation(nn, held_out_nn, bank.shape[0], HELD_OUT_QUANTILE)
+    return {f"{prefix}_train_median": m.generated_median, f"{prefix}_close_fraction": m.close_fraction}
 
 
 def sweep_points(ledi_model: TrainedModel, gaussian_model: TrainedModel, prior_model: TrainedModel,
@@ -181,12 +203,12 @@ def sweep_points(ledi_model: TrainedModel, gaussian_model: TrainedModel, prior_m
     embed = build_embedder(quality_embedder, device)
     spec = quality_spec(ev, ref)
     fixed = tuple(s for s in ev.solvers if s != "dopri5")
-    rows, features, examples = [], [], {}
+    rows, features, pixels, examples = [], [], [], {}
     for i in range(ev.sampling_seeds):
         seed = ev.seed + 1000 * i
         cfg = SweepConfig(tuple(ev.nfe_grid), fixed, tuple(ev.adaptive_rtols) if "dopri5" in ev.solvers else (),
                           ev.n_samples, ev.batch_size, seed)
-        result = sweep(models, embed, ref.reference, spec, cfg, progress=progress)
+        result = sweep(models, embed, ref.reference, spec, cfg, progress=progress, probe=pixel_probe)
         if ev.extend_baseline_grid:
             for solver in fixed:
                 base = [(r["fd"], r["nfe_requested"]) for r in result.rows
@@ -196,11 +218,14 @@ def sweep_points(ledi_model: TrainedModel, gaussian_model: TrainedModel, prior_m
                     log.info("the baseline's best %s point sits at the grid's edge (NFE %d): adding NFE %d",
                              solver, edge, 2 * edge)
                     more = sweep({"gaussian": models["gaussian"]}, embed, ref.reference, spec,
-                                 SweepConfig((2 * edge,), (solver,), (), ev.n_samples, ev.batch_size, seed), progress)
+                                 SweepConfig((2 * edge,), (solver,), (), ev.n_samples, ev.batch_size, seed), progress,
+                                 probe=pixel_probe)
                     result.rows += more.rows
                     result.features += more.features
+                    result.probe_features += more.probe_features
         rows += result.rows
         features += result.features
+        pixels += result.probe_features
         for key, value in result.examples.items():
             examples.setdefault(key, value)
     sanity = {
@@ -210,6 +235,7 @@ def sweep_points(ledi_model: TrainedModel, gaussian_model: TrainedModel, prior_m
     }
     if ref.reconstructed is not None:
         sanity[RECONSTRUCTED] = ref.reconstructed
+    pixels += [None] * len(sanity)  # the sanity rows are not generated by a trained flow: no pixel check
     for name, feats in sanity.items():
         row = {"model": name, "solver": "none", "nfe_requested": 0, "rtol": None, "nfe": 0.0, "latent_nfe": 0.0,
                "seed": ev.seed, "seconds_per_image": None, "x0_seconds_per_image": None}
@@ -218,8 +244,15 @@ def sweep_points(ledi_model: TrainedModel, gaussian_model: TrainedModel, prior_m
         features.append(feats)
         log.info("sanity %-15s FD %.3f  MMD %.3f", name, row["fd"], row["mmd"])
     held_out_nn = nearest_distances(ref.held_out, ref.training) if ref.held_out is not None else None
-    for row, feats in zip(rows, features):
-        row.update(_memorisation_fields(feats, ref, held_out_nn))
+    held_out_px = (nearest_distances(ref.held_out_pixels, ref.training_pixels)
+                   if ref.held_out_pixels is not None and ref.training_pixels is not None else None)
+    for row, feats, px in zip(rows, features, pixels):
+        row.update(_memorisation_fields(feats, ref.training, held_out_nn))
+        row["nn_n_held_out"] = None if held_out_nn is None else int(held_out_nn.numel())
+        if px is not None and ref.training_pixels is not None:
+            row.update(_memorisation_fields(px, ref.training_pixels, held_out_px, MEMORISATION_SPACES["pixels"]))
+        else:
+            row.update({"nn_pixels_train_median": None, "nn_pixels_close_fraction": None})
     return {"rows": rows, "features": features}, examples
 
 
@@ -385,21 +418,32 @@ def latent_sampler_choice(rows: list[dict[str, Any]], metric: str, image_nfe: in
 
 
 def _memorisation_summary(rows: list[dict[str, Any]], ev: EvaluateParams) -> tuple[dict[str, Any], list[str]]:
-    """Per model, the point with the largest share of near-copies, and warnings for models above the limit."""
-    out, warnings = {}, []
+    """Per model and feature space (the judge's, pixels): the point with the largest share of near-copies, the
+    calibrated limit for that model's number of points (:func:`close_fraction_limit`, family-wise rate
+    ``memorisation.alpha``) and the worst point's Bonferroni-adjusted p-value; a warning for every model above it."""
+    out: dict[str, Any] = {}
+    warnings = []
     for model in MODELS:
-        points = [r for r in rows if r["model"] == model and r.get("nn_close_fraction") is not None]
-        if not points:
-            continue
-        worst = max(points, key=lambda r: r["nn_close_fraction"])
-        out[model] = {"worst_point": f"{worst['solver']} NFE {worst['nfe']:g}",
-                      "close_fraction": _r(worst["nn_close_fraction"], 4),
-                      "nn_train_median": _r(worst["nn_train_median"], 4)}
-        if worst["nn_close_fraction"] > ev.memorisation.max_close_fraction:
-            warnings.append(f"{model} copies training images: at {out[model]['worst_point']}, "
-                            f"{100 * worst['nn_close_fraction']:.0f}% of its samples are nearer to a training image "
-                            f"than 95% of held-out images are (limit {100 * ev.memorisation.max_close_fraction:.0f}%);"
-                            " its quality figures are not a win")
+        for space, prefix in MEMORISATION_SPACES.items():
+            points = [r for r in rows if r["model"] == model and r.get(f"{prefix}_close_fraction") is not None]
+            if not points:
+                continue
+            worst = max(points, key=lambda r: r[f"{prefix}_close_fraction"])
+            n_s, n_h = int(worst["n_samples"]), int(worst["nn_n_held_out"])
+            limit = close_fraction_limit(n_s, n_h, HELD_OUT_QUANTILE, ev.memorisation.alpha, len(points))
+            p = min(1.0, len(points) * close_fraction_p_value(worst[f"{prefix}_close_fraction"], n_s, n_h,
+                                                              HELD_OUT_QUANTILE))
+            entry = {"worst_point": f"{worst['solver']} NFE {worst['nfe']:g}",
+                     "close_fraction": _r(worst[f"{prefix}_close_fraction"], 4), "limit": _r(limit, 4),
+                     "points": len(points), "p_value_adjusted": _r(p, 4), "copies": worst[f"{prefix}_close_fraction"] > limit,
+                     "nn_train_median": _r(worst[f"{prefix}_train_median"], 4)}
+            out.setdefault(model, {})[space] = entry
+            if entry["copies"]:
+                warnings.append(f"{model} copies training images ({space}): at {entry['worst_point']}, "
+                                f"{100 * entry['close_fraction']:.1f}% of its samples are nearer to a training image "
+                                f"than 95% of held-out images are, above the {100 * limit:.1f}% that a model copying "
+                                f"nothing exceeds with probability {ev.memorisation.alpha:g} over its {len(points)} "
+                                f"points (adjusted p = {p:.2g}); its quality figures are not a win")
     held = [r for r in rows if r["model"] == FLOOR]
     if held:
         out["real_vs_real_nn_train_median"] = _r(held[0]["nn_train_median"], 4)
@@ -474,26 +518,37 @@ def summarize(rows: list[dict[str, Any]], latent_rows: list[dict[str, Any]], str
             sp, wall = cmp.nfe.point, cmp.wallclock
             text = (cmp.nfe.text() + caveat if reliable
                     else f"unreliable evaluation ({cmp.nfe.text()}): see evaluation_warnings")
+            wall_text = ("unreliable evaluation: see evaluation_warnings" if not reliable
+                         else wall.text() if wall else "not reached")
             speedups.append({"solver": solver, "reference": label, "reference_nfe": sp.reference_nfe,
                              "reference_quality": sp.reference_quality, "status": sp.status if reliable else "unreliable",
                              "matched_nfe": sp.matched_nfe, "speedup": sp.speedup, "speedup_text": text,
                              "wallclock_speedup": wall.speedup if wall else None,
-                             "wallclock_text": wall.text() if wall else "not reached",
+                             "wallclock_text": wall_text,
                              "ledi_ms_per_image": 1e3 * wall.ledi_seconds if wall else None,
                              "ledi_x0_ms_per_image": 1e3 * wall.ledi_x0_seconds if wall else None,
                              "baseline_ms_per_image": 1e3 * wall.baseline_seconds if wall else None})
             # a lower bound (the grid's floor) is never reported as a number
             number = reliable and sp.status == "reached"
             out["speedup"][label] = {"text": text, "value": round(sp.speedup, 4) if number else None}
-            clock["speedup"][label] = {"text": wall.text() if wall else "not reached",
+            clock["speedup"][label] = {"text": wall_text,
                                        "value": round(wall.speedup, 4) if number and wall else None}
+        matched = matched_quality(ledi, base, conf)
+        out["matched_quality"] = [
+            {"level_nfe": m.level_nfe, "level": _r(m.level), "baseline_nfe": _r(m.baseline_nfe, 3),
+             "ledi_nfe": _r(m.ledi_nfe, 3), "status": m.status if reliable else "unreliable",
+             "nfe_ratio": _r(m.nfe_ratio, 4) if reliable else None,
+             "nfe_ratio_interval": [_r(v, 4) for v in m.nfe_ratio_interval] if reliable else None,
+             "text": m.text() if reliable else "unreliable evaluation: see evaluation_warnings"} for m in matched]
+        clock["matched_quality_seconds_ratio"] = {
+            f"{m.level_nfe:g}": _r(m.seconds_ratio, 4) if reliable else None for m in matched}
         lead = cheapest_beats_best(ledi, base, conf)
-        if lead is not None:
+        if lead is not None and reliable:
             out["cheapest_beats_best"] = {"ledi_nfe": lead.ledi_nfe, "baseline_nfe": lead.baseline_nfe,
                                           "gap": _r(lead.baseline_quality - lead.ledi_quality),
                                           "gap_interval": [_r(lead.gap.low), _r(lead.gap.high)],
                                           "beyond_noise": lead.beyond_noise, "text": lead.text(metric)}
-        out["better"] = {str(n): who for n, who in better_per_nfe(ledi, base, conf).items()}
+        out["better"] = {str(n): who if reliable else "unreliable" for n, who in better_per_nfe(ledi, base, conf).items()}
         for model, c in (("ledi", ledi), ("gaussian", base)):
             sub = sorted((r for r in fixed if r["model"] == model and r["solver"] == solver), key=lambda r: r["nfe"])
             out["quality"][model] = {str(int(n)): _r(q) for n, q in zip(c.nfe, c.quality)}
@@ -535,7 +590,10 @@ def verdict_lines(metrics: dict[str, Any], rows: list[dict[str, Any]], latent_ro
     sanity = {r["model"]: r for r in rows if r["solver"] == "none"}
     out += ["", "Sanity rows: " + "; ".join(
         f"{name} {_fmt(r[metric])} ({_fmt(r[f'{metric}_low'])}-{_fmt(r[f'{metric}_high'])})" for name, r in sanity.items()),
-        "", "| solver | reference | speedup in NFE | in seconds |", "|---|---|---|---|"]
+        ""]
+    out += matched_quality_lines(metrics)
+    out += ["", "Beside it, the speedup against one reference point of the baseline (its NFE-64 point, its best):", "",
+            "| solver | reference | speedup in NFE | in seconds |", "|---|---|---|---|"]
     out += [f"| {s['solver']} | {s['reference']} (NFE {_fmt(s['reference_nfe'])}, {metric} "
             f"{_fmt(s['reference_quality'])}) | {s['speedup_text']} | {s['wallclock_text']} |" for s in speedups]
     out.append("")
@@ -555,12 +613,40 @@ def verdict_lines(metrics: dict[str, Any], rows: list[dict[str, Any]], latent_ro
             out += ["", f"- at image NFE {choice['image_nfe']}: best {choice['best']} ({_fmt(choice['best_quality'])}); "
                         f"{shipped}; the cheapest setting within the noise of the best: "
                         f"{metrics['wallclock'].get('latent_sampler_recommended')}"]
-    mem = metrics.get("memorisation", {})
-    if mem:
-        out += ["", "- memorisation (nearest training image in the judge's features): " + "; ".join(
-            f"{m}: at most {100 * v['close_fraction']:.1f}% of samples nearer than 95% of held-out images "
-            f"(worst point {v['worst_point']})" for m, v in mem.items() if isinstance(v, dict))]
+    out += memorisation_lines(metrics.get("memorisation", {}))
     return out
+
+
+def matched_quality_lines(metrics: dict[str, Any]) -> list[str]:
+    """The matched-quality table as Markdown: per solver and quality level (the baseline's running-best quality at
+    each NFE of its grid), the NFE each model's running-best curve needs and their ratio in NFE (interval over the
+    paired replicates) and in seconds per image (LeDiFlow's x0 included)."""
+    metric, conf = metrics["primary_metric"], round(100 * metrics["confidence"])
+    out = [f"Matched quality: the NFE each model's running-best curve needs to reach the baseline's running-best {metric} "
+           f"at each NFE of its grid, and the ratio baseline / LeDiFlow ({conf}% interval over paired replicates):", "",
+           f"| solver | level (baseline at NFE) | {metric} | baseline needs | LeDiFlow needs | ratio in NFE | "
+           "ratio in seconds |", "|---|---|---|---|---|---|---|"]
+    clock = metrics.get("wallclock", {}).get("solvers", {})
+    for solver, comparison in metrics["solvers"].items():
+        seconds = clock.get(solver, {}).get("matched_quality_seconds_ratio", {})
+        for m in comparison.get("matched_quality", []):
+            ratio_s = seconds.get(f"{m['level_nfe']:g}")
+            out.append(f"| {solver} | {m['level_nfe']:g} | {_fmt(m['level'])} | {_fmt(m['baseline_nfe'])} | "
+                       f"{_fmt(m['ledi_nfe'])} | {m['text']} | {'-' if ratio_s is None else f'{ratio_s:.2f}x'} |")
+    return out
+
+
+def memorisation_lines(mem: dict[str, Any]) -> list[str]:
+    """The memorisation check as Markdown bullets: per model and feature space, the worst point's share of samples
+    nearer to a training image than 95% of held-out images, against its calibrated limit."""
+    if not any(isinstance(v, dict) for v in mem.values()):
+        return ["", "- memorisation: not checked (no held-out images outside the evaluation's reference: lower "
+                    "evaluate.n_reference)"]
+    lines = [f"- memorisation, {m} ({space}): at most {100 * e['close_fraction']:.1f}% of samples nearer than 95% of "
+             f"held-out images (worst point {e['worst_point']}; limit {100 * e['limit']:.1f}% over {e['points']} "
+             f"points, adjusted p = {e['p_value_adjusted']:.2g}): {'COPIES' if e['copies'] else 'no copying found'}"
+             for m, by_space in mem.items() if isinstance(by_space, dict) for space, e in by_space.items()]
+    return ["", *lines] if lines else []
 
 
 def latent_sampler_table(latent_rows: list[dict[str, Any]], metric: str, confidence: float) -> list[str]:

@@ -442,7 +442,6 @@ def train_flow(train_input: dict[str, Any], prior_model: TrainedModel | None, pr
     if warmth:
         meta |= _warmth_choice(result.ema, p, run, cfg, meta, prior_model, latent_flow_model, autoencoder_model,
                                quality_embedder, validation_images)
-
     meta = meta | {"stop_reason": result.stop_reason, "steps": result.steps}
     return TrainedModel("dit", cfg, result.model, result.ema, meta), result
 

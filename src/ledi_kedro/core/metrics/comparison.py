@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from .speedup import SpeedupEstimate, speedup_with_interval
+from .speedup import SpeedupEstimate, nfe_to_reach, running_best, speedup_with_interval
 from .intervals import Interval, percentile_interval
 
 
@@ -173,3 +173,72 @@ def reliability_warnings(models: Sequence[PointWithInterval], floor: PointWithIn
         warnings.append(f"the judge's test accuracy {judge_accuracy:.3f} is below {min_judge_accuracy:g}: its features "
                         "are a weak measure of quality")
     return warnings
+
+
+@dataclass(frozen=True)
+class MatchedLevel:
+    """One quality level of the matched-quality table: the baseline's running-best quality at ``level_nfe``,
+    the NFE each model's running-best curve needs to reach it, their ratio (baseline / LeDiFlow) with its
+    interval over the paired replicates, and the ratio in seconds per image (LeDiFlow's x0 included).
+
+    ``status``: ``reached`` (a number), ``at_floor`` (LeDiFlow reaches the level at its smallest NFE: the ratio
+    is a lower bound), ``never`` (LeDiFlow's curve never reaches it)."""
+
+    level_nfe: float
+    level: float
+    baseline_nfe: float
+    ledi_nfe: float | None
+    status: str
+    nfe_ratio: float | None
+    nfe_ratio_interval: tuple[float | None, float | None]  # None ends: not reached in those replicates
+    seconds_ratio: float | None
+    baseline_seconds: float | None
+    ledi_seconds: float | None
+
+    def text(self) -> str:
+        if self.status == "never":
+            return "not reached"
+        lo, hi = self.nfe_ratio_interval
+        bound = ">= " if self.status == "at_floor" else ""
+        ci = f"{_ratio(lo)} to {_ratio(hi)}"
+        return f"{bound}{self.nfe_ratio:.2f}x (CI {ci})"
+
+
+def _ratio(v: float | None) -> str:
+    return "not reached" if v is None else f"{v:.2f}"
+
+
+def matched_quality(ledi: Curve, base: Curve, confidence: float = 0.95) -> list[MatchedLevel]:
+    """For each quality level the baseline's running-best curve takes on its grid (its running best at each of its
+    NFE, repeated levels once): the smallest NFE at which each model's running-best curve reaches it and their
+    ratio, in NFE and in seconds. Replicate ``b`` reads the level off the baseline's ``b``-th replicate curve and
+    both NFEs off the ``b``-th replicate curves (paired), so the interval holds the noise of both curves; a
+    replicate in which LeDiFlow never reaches the level counts as the smallest ratio."""
+    out: list[MatchedLevel] = []
+    best = running_best(base.quality)
+    seen: set[float] = set()
+    n_rep = len(base.replicates[0]) if base.replicates else 0
+    for j, (n_level, level) in enumerate(zip(base.nfe, best)):
+        if level in seen:
+            continue
+        seen.add(level)
+        base_nfe, _ = nfe_to_reach(base.nfe, base.quality, level)
+        ledi_nfe, status = nfe_to_reach(ledi.nfe, ledi.quality, level)
+        ratios = []
+        for b in range(n_rep):
+            base_b = [r[b] for r in base.replicates]
+            level_b = running_best(base_b)[j]
+            nb, _ = nfe_to_reach(base.nfe, base_b, level_b)
+            nl, _ = nfe_to_reach(ledi.nfe, [r[b] for r in ledi.replicates], level_b)
+            ratios.append(0.0 if nl is None else nb / nl)
+        interval: tuple[float | None, float | None] = (None, None)
+        if ratios:
+            iv = percentile_interval(ratios, confidence)
+            interval = (iv.low if iv.low > 0 else None, iv.high if iv.high > 0 else None)
+        base_s = base.at(base_nfe, base.seconds) if base.seconds else None
+        ledi_s = ledi.at(ledi_nfe, ledi.seconds) if ledi.seconds and ledi_nfe is not None else None
+        out.append(MatchedLevel(
+            float(n_level), float(level), float(base_nfe), ledi_nfe, status,
+            None if ledi_nfe is None else base_nfe / ledi_nfe, interval,
+            base_s / ledi_s if base_s and ledi_s else None, base_s, ledi_s))
+    return out

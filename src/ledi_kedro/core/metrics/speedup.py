@@ -124,3 +124,30 @@ def speedup_with_interval(ledi_nfe: Sequence[float], ledi_quality: Sequence[floa
         n_ref_b, q_ref_b = reference_from_curve(base_nfe, base_b, reference_nfe)
         reps.append(matched_quality_speedup(ledi_nfe, [r[b] for r in ledi_replicates], q_ref_b, n_ref_b))
     return SpeedupEstimate(point, tuple(reps), confidence)
+
+
+def running_best(quality: Sequence[float]) -> list[float]:
+    """The best quality reached at or below each NFE (the points sorted by NFE): what a user who picks the
+    cheapest setting that reaches a quality actually gets; a curve that rises again (solver error that the
+    judge happens to reward, or noise) does not set the level twice."""
+    out, best = [], math.inf
+    for q in quality:
+        best = min(best, q) if math.isfinite(q) else best
+        out.append(best)
+    return out
+
+
+def nfe_to_reach(nfe: Sequence[float], quality: Sequence[float], level: float) -> tuple[float | None, Status]:
+    """The smallest NFE at which the running-best curve of (``nfe``, ``quality``) (sorted by NFE) reaches
+    ``level``: log-linearly interpolated between grid points; ``at_floor`` when the first point already
+    reaches it (the NFE is then an upper bound of what it needs), ``never`` (None) when no point does."""
+    best = running_best(quality)
+    if not best:
+        raise ValueError("empty quality curve")
+    if best[0] <= level:
+        return float(nfe[0]), "at_floor"
+    for n0, q0, n1, q1 in zip(nfe, best, nfe[1:], best[1:]):
+        if q1 <= level:
+            frac = (q0 - level) / (q0 - q1)
+            return math.exp(math.log(n0) + frac * (math.log(n1) - math.log(n0))), "reached"
+    return None, "never"

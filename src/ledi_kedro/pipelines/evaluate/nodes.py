@@ -56,7 +56,9 @@ def sweep_quality(ledi_model: TrainedModel, gaussian_model: TrainedModel, prior_
 
 
 SWEEP_SCHEMA = {"nfe_requested": pl.Int64, "rtol": pl.Float64, "seconds_per_image": pl.Float64,
-                "x0_seconds_per_image": pl.Float64, "nn_close_fraction": pl.Float64}
+                "x0_seconds_per_image": pl.Float64, "nn_close_fraction": pl.Float64,
+                "nn_pixels_close_fraction": pl.Float64, "nn_pixels_train_median": pl.Float64,
+                "nn_n_held_out": pl.Int64}
 
 
 def error_bars(sweep_points: dict[str, Any], reference_features: ReferenceSet, evaluate: dict,
@@ -208,7 +210,6 @@ def plot_applications(ledi_model: TrainedModel, gaussian_model: TrainedModel, pr
                       test_model_input: dict[str, Any], evaluate: dict, run: dict) -> tuple[Figure, Figure, Figure]:
     """Prior samples (mean and x0), an interpolation strip and inpainting examples."""
     ev, run_p = _params(evaluate, run), parse("run", run)
-
     device = resolve_device(run_p.device)
     s = steps.samplers(ledi_model, gaussian_model, prior_model, latent_flow_model, autoencoder_model, device)
     ledi, gauss = s["ledi"], s["gaussian"]

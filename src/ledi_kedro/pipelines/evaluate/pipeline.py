@@ -34,7 +34,6 @@ def _create_pipeline() -> Pipeline:
              "latent_sampler_sweep", name="sweep_latent_sampler"),
         Node(summarize, ["sweep_results", "straightness", "embedder_metrics", "reference_features", "ledi.fm_metrics",
                          "gaussian.fm_metrics", "latent_sampler_sweep", "params:evaluate", "params:run"],
-
              ["evaluation_metrics", "speedup_table"], name="summarize_evaluation"),
         Node(plot_quality_vs_nfe, ["sweep_results", "params:evaluate"], "quality_vs_nfe_plot",
              name="plot_quality_vs_nfe"),

@@ -185,9 +185,11 @@ def glance(metrics: dict[str, Any], figures: dict[str, Any]) -> Section:
             for name, s in training.items()) + ".")
     mem = {m: v for m, v in metrics.get("memorisation", {}).items() if isinstance(v, dict)}
     if mem:
-        lines.append("Memorisation: " + "; ".join(
-            f"{m} {100 * v['close_fraction']:.1f}% of samples nearer to a training image than 95% of held-out images "
-            "(about 5% when nothing is copied)" for m, v in mem.items()) + ".")
+        lines.append("Memorisation (share of samples nearer to a training image than 95% of held-out images, against "
+                     "the limit a model copying nothing exceeds with probability alpha over its points): " + "; ".join(
+                         f"{m} in {space} {100 * e['close_fraction']:.1f}% (limit {100 * e['limit']:.1f}%"
+                         f"{', COPIES' if e['copies'] else ''})"
+                         for m, by_space in mem.items() for space, e in by_space.items()) + ".")
     choice = metrics.get("latent_sampler", {})
     if "configured" in choice:
         lines.append(f"LeDiFlow's latent sampler: {choice['configured']} ({metric} {_fmt(choice['configured_quality'])} "
@@ -208,7 +210,6 @@ def _judge_text(m: dict[str, Any]) -> str:
         trained = f" ({m['steps']} training steps)" if "steps" in m else ""
         text += (f", validation accuracy {m['validation_accuracy']:.4f} on {m.get('n_validation')} validation "
                  f"images{trained}")
-
     if "why" in m:
         text += f". Why this judge: {m['why']}"
     if "note" in m:
@@ -260,11 +261,12 @@ def build_report(evaluation_metrics: dict, sweep_results: pl.DataFrame, speedup_
     rows = rows.with_columns((pl.col("x0_seconds_per_image") * 1000).alias("x0_ms_per_image"))
     curves.blocks.append(("table", _table(rows, ["model", "solver", "nfe", "rtol", "latent_nfe", metric, f"{metric}_low",
                                                  f"{metric}_high", f"{metric}_seed_std", "fd", "kid", "mmd",
-                                                 "ms_per_image", "x0_ms_per_image", "nn_close_fraction", "n_samples"])))
-    curves.blocks.append(("text", "nn_close_fraction: the memorisation check, the share of a point's samples nearer "
-                                  "(judge features) to a training image than 95% of held-out images are: about 0.05 "
-                                  "when nothing is copied, near 1 for copies (real_train, training images themselves, "
-                                  "is the positive control)."))
+                                                 "ms_per_image", "x0_ms_per_image", "nn_close_fraction",
+                                                 "nn_pixels_close_fraction", "n_samples"])))
+    curves.blocks.append(("text", "nn_close_fraction (judge features) and nn_pixels_close_fraction (pixels): the "
+                                  "memorisation check, the share of a point's samples nearer to a training image than "
+                                  "95% of held-out images are: about 0.05 when nothing is copied, near 1 for copies "
+                                  "(real_train, training images themselves, is the positive control)."))
     if latent_sampler_sweep is not None and latent_sampler_sweep.height:
         choice = evaluation_metrics.get("latent_sampler", {})
         curves.blocks.append(("text", "LeDiFlow's start: quality at a few image NFE with the latent sampler's solver "

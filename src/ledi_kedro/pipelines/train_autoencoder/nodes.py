@@ -26,6 +26,5 @@ def cache_latents(autoencoder_model: TrainedModel, train_images: dict[str, Any],
     return steps.model_inputs(autoencoder_model, train_images, validation_images, parse("run", run))
 
 
-
 def plot_autoencoder_loss(history: pl.DataFrame):
     return plot_loss_history(history, "autoencoder")

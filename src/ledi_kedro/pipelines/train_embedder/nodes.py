@@ -20,7 +20,6 @@ def train_quality_embedder(train_image_tensors: dict[str, Any], validation_image
     (:func:`ledi_kedro.steps.training.train_judge`)."""
     model, metrics, result = train_judge(train_image_tensors, validation_image_tensors, parse("embedder", embedder),
                                          parse("run", run))
-
     return model, metrics, history_frame(result)
 
 

@@ -31,7 +31,6 @@ def evaluate_latent_flow(latent_flow_model: TrainedModel, prior_codes: dict[str,
     w = torch.randn((n, model.config.z_dim), generator=g, device=device)
     z = integrate_latent(model, w, p.sample_solver, p.sample_steps)[0].cpu()
     eps = torch.randn(n, model.config.z_dim, generator=torch.Generator().manual_seed(seed + 1))
-
     codes = reparameterize(sample["mu_z"], sample["logvar_z"], eps)
     return {
         "final_train_loss": final_loss(history), "steps": history.height, "n_samples": n,

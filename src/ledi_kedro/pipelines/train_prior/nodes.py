@@ -26,7 +26,6 @@ def evaluate_prior(prior_model: TrainedModel, validation_model_input: dict[str, 
                             resolve_device(run_p.device), seed=derive_seed(run_p.seed, "monitor/prior"))
     return {f"validation_{k}" if k != "n_images" else "n_validation_images": v for k, v in metrics.items()} | {
         "n_validation_classes": class_coverage(subset["labels"])["n_classes"],
-
         "loss_kind": p.loss, "final_train_loss": final_loss(history), "steps": history.height,
         "stop_reason": prior_model.meta["stop_reason"],
         "evaluations_during_training": len(prior_model.meta["quality_history"])}

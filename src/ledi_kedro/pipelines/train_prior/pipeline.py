@@ -13,6 +13,5 @@ def create_pipeline(**kwargs) -> Pipeline:
              name="encode_prior_codes"),
         Node(evaluate_prior, ["prior_model", "validation_model_input", "prior_loss_history", "params:prior",
                               "params:run"], "prior_metrics", name="evaluate_prior"),
-
         Node(plot_prior_loss, "prior_loss_history", "prior_loss_plot", name="plot_prior_loss"),
     ])

@@ -149,7 +149,6 @@ def run_study(train_model_input: dict, validation_model_input: dict, quality_emb
         study = optuna.create_study(
             study_name=tp.study_name, storage=_storage(storage_path, tp), load_if_exists=True, direction="minimize",
             sampler=optuna.samplers.TPESampler(seed=seed + 1000 * tp.worker),  # workers must not suggest alike
-
             pruner=optuna.pruners.MedianPruner(n_startup_trials=tp.pruner_startup_trials,
                                                n_warmup_steps=tp.pruner_warmup_steps))
     stale = _fail_stale_trials(study)
