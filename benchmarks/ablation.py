@@ -82,8 +82,8 @@ def profile_files(profile: str, leave_out: list[str] = ()) -> dict[str, dict]:
         value = merged.get(section, {}).get(key)
         if value and not Path(value).expanduser().is_absolute():
             conf.setdefault(section, {})[key] = str((PROJECT_ROOT / value).resolve())
-    return {"parameters_data_source.yml": {"data_source": conf.pop("data_source")},
-            f"parameters_{profile}.yml": conf}
+    source = conf.pop("data_source", None) or merged["data_source"]  # a profile without one reads conf/base's
+    return {"parameters_data_source.yml": {"data_source": source}, f"parameters_{profile}.yml": conf}
 
 
 def set_up(repo: Path, profile: str, leave_out: list[str]) -> None:

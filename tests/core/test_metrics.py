@@ -185,3 +185,33 @@ def test_matched_quality_reads_each_baseline_level_off_both_running_best_curves(
     worse = Curve([1, 2, 4, 8], [9.0, 9.0, 9.0, 9.0], reps([9.0] * 4), [1.0] * 4)
     assert [m.status for m in matched_quality(worse, base)] == ["never"] * 3
     assert matched_quality(worse, base)[0].text() == "not reached"
+
+
+def test_t_quantiles_match_the_tables_and_t_intervals_cover_the_mean():
+    from ledi_kedro.core.metrics.trend import mean_with_t_interval, t_cdf, t_quantile
+
+    # textbook values of t_{0.975} at 2, 4 and 10 degrees of freedom, and t_{0.95} at 1 (= tan(0.45 pi))
+    for df, expected in ((2, 4.302653), (4, 2.776445), (10, 2.228139)):
+        assert t_quantile(0.975, df) == pytest.approx(expected, abs=1e-5)
+    assert t_quantile(0.95, 1) == pytest.approx(math.tan(0.45 * math.pi), abs=1e-6)
+    assert t_cdf(0.0, 3) == pytest.approx(0.5) and t_cdf(-2.776445, 4) == pytest.approx(0.025, abs=1e-6)
+    m = mean_with_t_interval([1.0, 2.0, 3.0])  # mean 2, std 1, half-width 4.303 / sqrt(3)
+    assert m.mean == 2.0 and m.std == 1.0
+    assert (m.interval.low, m.interval.high) == (pytest.approx(2 - 4.302653 / 3 ** 0.5, abs=1e-5),
+                                                 pytest.approx(2 + 4.302653 / 3 ** 0.5, abs=1e-5))
+    with pytest.raises(ValueError, match="at least 2 replicates"):
+        mean_with_t_interval([1.0])
+
+
+def test_tail_trend_tells_a_descent_from_noise():
+    from ledi_kedro.core.metrics.trend import tail_trend
+
+    steps = list(range(400, 8001, 400))  # 20 evaluations; the last quarter: steps 6000-8000, 6 of them
+    falling = [100.0 - 0.005 * s for s in steps]  # exact line: 60 -> 50 over the quarter, -16.7%
+    trend = tail_trend(steps, falling)
+    assert (trend.first_step, trend.last_step, trend.n_points) == (6000, 8000, 6)
+    assert trend.relative_change == pytest.approx(-10 / 70) and not trend.flat and "still falling" in trend.text()
+    g = torch.Generator().manual_seed(0)
+    noisy = [20.0 + float(e) for e in torch.randn(len(steps), generator=g) * 0.3]
+    assert tail_trend(steps, noisy).flat  # no trend: the interval holds 0 (seed-fixed noise)
+    assert tail_trend([1, 2], [3.0, 2.0]) is None

@@ -85,7 +85,7 @@ def run_chain(params: dict[str, Any], progress: Callable[[str], None] = log.info
                                                    validation_images,
                                                    p["fm"], variant, run)
         status[ns] = train_steps.flow_training_status([e["quality"] for e in result.eval_history], result.steps,
-                                                      p["fm"], variant)
+                                                      p["fm"], variant, [e["step"] for e in result.eval_history])
     stage("train_fm")
     ev = resolve_evaluate(p["evaluate"], run)
     test_input = train_steps.model_input(autoencoder, test_images, run)  # the evaluation's encode_test_split

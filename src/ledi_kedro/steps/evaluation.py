@@ -451,7 +451,7 @@ def _memorisation_summary(rows: list[dict[str, Any]], ev: EvaluateParams) -> tup
 
 
 TRAINING_STATUS_KEYS = ("stop_reason", "steps", "step_cap", "best_quality", "final_quality", "evaluations", "monitor",
-                        "warmth_by_solver", "warmth_fd")
+                        "last_quarter", "warmth_by_solver", "warmth_fd")
 
 
 @dataclass
@@ -473,8 +473,13 @@ def summarize(rows: list[dict[str, Any]], latent_rows: list[dict[str, Any]], str
     baseline that never reached its plateau is labelled as such."""
     training = {name: {k: s[k] for k in TRAINING_STATUS_KEYS if k in s}
                 for name, s in (("ledi", ledi_status), ("gaussian", gaussian_status))}
-    baseline_converged = gaussian_status.get("stop_reason") == "plateau"
-    caveat = "" if baseline_converged else " [baseline not converged: it hit its step cap before its quality plateau]"
+    # Converged: its quality shows no trend beyond the noise over the last quarter of training (the plateau rule's
+    # stop alone can fall inside a slow descent); without that history, the plateau rule's stop.
+    tail = gaussian_status.get("last_quarter")
+    baseline_converged = tail["flat"] if tail else gaussian_status.get("stop_reason") == "plateau"
+    caveat = "" if baseline_converged else (
+        f" [baseline not converged: {tail['text']}]" if tail else
+        " [baseline not converged: it hit its step cap before its quality plateau]")
     metric, conf = ev.primary_metric, ev.bootstrap.confidence
     fixed_solvers = [s for s in ev.solvers if s != "dopri5"]
     fixed = [r for r in rows if r["solver"] in fixed_solvers]
@@ -576,7 +581,8 @@ def verdict_lines(metrics: dict[str, Any], rows: list[dict[str, Any]], latent_ro
                                                        enumerate(metrics["evaluation_warnings"])), ""]
     for name, s in metrics["training"].items():
         out.append(f"- {name}: stopped at step {s.get('steps')} of {s.get('step_cap')} "
-                   f"({s.get('stop_reason', 'not monitored')}); best monitored {metric} {_fmt(s.get('best_quality'))}")
+                   f"({s.get('stop_reason', 'not monitored')}); best monitored {metric} {_fmt(s.get('best_quality'))}"
+                   + (f"; last quarter: {s['last_quarter']['text']}" if s.get("last_quarter") else ""))
     judge = metrics["embedder"]
     out += [f"- judge: {judge.get('embedder')}, validation accuracy {_fmt(judge.get('validation_accuracy'))}", ""]
     nfes = sorted({int(r["nfe"]) for r in rows if r["model"] in MODELS and r["solver"] != "dopri5"})

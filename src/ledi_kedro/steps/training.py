@@ -35,6 +35,7 @@ from ledi_kedro.core.embedders import (
 from ledi_kedro.core.encoding import encode_latents, encode_moments, fit_latent_scale
 from ledi_kedro.core.evaluation import choose_warmth, flow_quality_monitor, latent_quality_monitor
 from ledi_kedro.core.metrics.model_quality import classifier_accuracy, prior_metrics, reconstruction_psnr
+from ledi_kedro.core.metrics.trend import tail_trend
 from ledi_kedro.core.models import DiT, DomainClassifier, KLAutoencoder, LatentFlow, PriorModel
 from ledi_kedro.core.models.autoencoder import AutoencoderConfig
 from ledi_kedro.core.objectives import (
@@ -446,10 +447,18 @@ def train_flow(train_input: dict[str, Any], prior_model: TrainedModel | None, pr
     return TrainedModel("dit", cfg, result.model, result.ema, meta), result
 
 
-def flow_training_status(quality: list[float], steps: int, p: FMParams, v: FMVariant) -> dict[str, Any]:
+def flow_training_status(quality: list[float], steps: int, p: FMParams, v: FMVariant,
+                         eval_steps: list[int] | None = None) -> dict[str, Any]:
     """Where a flow model stopped and why, from its quality during training (the trainer's plateau rule
-    on the same values): ``stop_reason`` ``plateau`` (converged for this budget) or ``step_cap``."""
+    on the same values): ``stop_reason`` ``plateau`` (converged for this budget) or ``step_cap``; with the
+    evaluations' steps, ``last_quarter``: the linear trend of the quality over the last quarter of training
+    (:func:`~ledi_kedro.core.metrics.trend.tail_trend`; ``flat``: no trend beyond the noise)."""
     out: dict[str, Any] = {"prior": v.prior, "steps": steps, "step_cap": p.train.steps}
+    trend = tail_trend(eval_steps, quality) if eval_steps and quality else None
+    if trend is not None:
+        out["last_quarter"] = {"text": trend.text(), "relative_change": round(trend.relative_change, 5),
+                               "interval": [round(trend.interval.low, 5), round(trend.interval.high, 5)],
+                               "flat": trend.flat, "evaluations": trend.n_points}
     if quality:
         t = p.train
         at_plateau = plateau_reached(quality, t.plateau_patience, t.plateau_min_rel_improvement, t.plateau_window)

@@ -20,7 +20,8 @@ def summarize_fm(fm_model: TrainedModel, history: pl.DataFrame, quality_history:
     """Training figures, whether the quality reached its plateau or training hit the step cap, and the warmth
     chosen per solver and NFE (a model trained with ``fm.warmth``)."""
     status = flow_training_status(quality_history["quality"].to_list() if quality_history.height else [],
-                                  history.height, parse("fm", fm), from_dict(FMVariant, variant, "variant"))
+                                  history.height, parse("fm", fm), from_dict(FMVariant, variant, "variant"),
+                                  quality_history["step"].to_list() if quality_history.height else [])
     warmth = {k: fm_model.meta[k] for k in ("warmth_by_solver", "warmth_fd") if fm_model.meta.get("warmth_fd")}
     return status | warmth | {"final_train_loss": final_loss(history)}
 
