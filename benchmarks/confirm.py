@@ -33,7 +33,7 @@ import polars as pl
 import yaml
 
 from ledi_kedro.confirmation import (
-    Declaration, SeedEvaluation, confirm, parse_declaration, render, replace_between_markers,
+    Declaration, SeedEvaluation, confirm, parse_declaration, render, render_pending, replace_between_markers,
 )
 from ledi_kedro.core.io import atomic_write_bytes
 from ledi_kedro.workspace import PROJECT_ROOT
@@ -120,6 +120,12 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     path = args.declarations / f"{args.profile}.yml"
     decl = declaration(path)
+    if decl.frozen_commit is None and args.readme is not None and not (path.with_name(f"{args.profile}_results.json")
+                                                                       .is_file()):
+        atomic_write_bytes(args.readme, replace_between_markers(args.readme.read_text(), args.profile,
+                                                                render_pending(decl)).encode())
+        print(f"confirm: {args.profile} is not frozen yet; wrote its pending note into {args.readme}")
+        return
     if decl.frozen_commit is None:
         sys.exit(f"confirm: {path} has no frozen_commit: freeze the code first (commit it, then write its hash into "
                  "the declaration and commit that) so that every seed runs the same code")

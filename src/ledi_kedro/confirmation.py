@@ -198,7 +198,8 @@ class Results:
 
 
 def _r(v: float | None, digits: int = 4) -> float | None:
-    return None if v is None else round(float(v), digits)
+    """``v`` to ``digits`` significant digits (the figures span 1e-5 to 1e2 across judges and profiles)."""
+    return None if v is None else float(f"{float(v):.{digits}g}")
 
 
 def confirm(decl: Declaration, seeds: list[SeedEvaluation]) -> Results:
@@ -220,8 +221,10 @@ def confirm(decl: Declaration, seeds: list[SeedEvaluation]) -> Results:
             copying.append(f"seed {s.seed}: {', '.join(mem)}")
         if not m.get("baseline_converged", False):
             unconverged.append(s.seed)
+        checked = any(isinstance(v, dict) for v in m.get("memorisation", {}).values())
         entry: dict[str, Any] = {"seed": s.seed, "reliable": m.get("evaluation_reliable"),
-                                 "baseline_converged": m.get("baseline_converged"), "copying": mem}
+                                 "baseline_converged": m.get("baseline_converged"), "copying": mem,
+                                 "memorisation_checked": checked}
         for p in endpoints:
             e = seed_endpoint(s.rows, p, metric, decl.baseline_solvers, conf)
             endpoints[p].append(e)
@@ -335,7 +338,7 @@ def render(results: dict[str, Any]) -> str:
         lines.append(f"| {s['seed']} | {e['difference']:+.3g} ({e['interval'][0]:+.3g} to {e['interval'][1]:+.3g}) | "
                      f"{e['baseline_best']:.3g} at {e['baseline_best_point']} | {'yes' if s['reliable'] else 'NO'} | "
                      f"{'yes' if s['baseline_converged'] else 'no'} | "
-                     f"{', '.join(s['copying']) if s['copying'] else 'no copying found'} |")
+                     f"{_memorisation_cell(s)} |")
     rows = [m for m in results["matched_quality"] if "mean_ratio" in m]
     if rows:
         lines += ["", "Matched quality: NFE the baseline's running-best curve needs for its quality at each NFE, "
@@ -346,6 +349,20 @@ def render(results: dict[str, Any]) -> str:
                   f"{m['t_interval'][0]:.2f} to {m['t_interval'][1]:.2f} |" for m in rows]
     lines += [f"\nNote: {n}." for n in results.get("notes", [])]
     return "\n".join(lines)
+
+
+def _memorisation_cell(seed: dict[str, Any]) -> str:
+    if seed["copying"]:
+        return "COPIES: " + ", ".join(seed["copying"])
+    return "no copying found" if seed.get("memorisation_checked") else "not checked (no held-out images)"
+
+
+def render_pending(decl: Declaration) -> str:
+    """What the README says of a declared profile before its confirmation has run."""
+    return (f"Not confirmed yet: `confirmations/{decl.profile}.yml` declares LeDiFlow at {decl.primary.label()} "
+            f"against the baseline's best over its {', '.join(decl.baseline_solvers)} grid ({decl.metric}) on seeds "
+            f"{', '.join(map(str, decl.seeds))}; `python benchmarks/confirm.py --profile {decl.profile} --readme` "
+            "runs them and writes the results here.")
 
 
 MARKER = "<!-- confirmation:{profile}:{end} -->"
