@@ -1,19 +1,23 @@
-"""The CIFAR-10 ablation as DVC experiments: one arm per `dvc exp run`, on the cifar10_cpu profile, through the
+"""An ablation (a selection of settings) as DVC experiments: one arm per `dvc exp run`, on a profile, through the
 project's own pipelines and DVC stages (no second copy of the chain), so that `dvc exp show` in the ablation's
-repository is the ablation table and anyone can rerun an arm.
+repository is the ablation table and anyone can rerun an arm. Every arm is scored by the ``select`` pipeline on the
+validation split: a selection never reads the test split (the final evaluation's alone).
 
     python benchmarks/ablation.py                   # set up, run the base arm and every missing arm, print the table
     python benchmarks/ablation.py --arms s2 s3      # only these arms (and the base)
     python benchmarks/ablation.py --report-only     # the table of the arms run so far
+    python benchmarks/ablation.py --arms-file benchmarks/baseline_selection.yml   # another ablation
 
-The arms and their hypotheses are in ``benchmarks/cifar10_ablation.yml``. The repository (default
-``benchmarks/results/cifar10_ablation``, git-ignored) is a git clone of this project's HEAD with the profile's
-settings in ``conf/local/`` (committed there, so that DVC sees them and experiments copy them), paths made
-absolute. The base arm runs the pipelines side by side as the CPU benchmark does (`kedro run`, then
-`dvc commit` records the outputs); each other arm is `dvc exp run --temp -S FILE:KEY=VALUE`, which reruns only
-the stages whose parameters changed (an arm on the prior reruns the prior, the latent sampler, LeDiFlow and the
-evaluation; the judge and the baseline come from DVC's cache). The code is the clone's (``PYTHONPATH``), so
-editing this checkout while the arms run does not change them.
+The arms and their hypotheses are in the arms file (default ``benchmarks/cifar10_ablation.yml``); each arm says which
+model its settings are for (``model``: ledi, baseline or both), and the table counts the settings each model was
+given. The repository (default ``benchmarks/results/<arms file's name>``, git-ignored) is a git clone of this
+project's HEAD with the profile's settings in ``conf/local/`` (committed there, so that DVC sees them and experiments
+copy them), paths made absolute. The base arm runs the training pipelines side by side as the CPU benchmark does,
+then ``select`` (`kedro run`, then `dvc commit` records the outputs); each other arm is
+`dvc exp run --temp -S FILE:KEY=VALUE tuning/dvc.yaml:select`, which reruns only the stages whose parameters changed
+(an arm on the prior reruns the prior, the latent sampler, LeDiFlow and the selection scoring; the judge and the
+baseline come from DVC's cache). The code is the clone's (``PYTHONPATH``), so editing this checkout while the arms
+run does not change them.
 """
 
 from __future__ import annotations
@@ -36,7 +40,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from quality_benchmark import ROOT_RELATIVE, run_pipelines  # noqa: E402  (a sibling script, not a package)
 
 ARMS_FILE = PROJECT_ROOT / "benchmarks" / "cifar10_ablation.yml"
-METRICS = "data/08_reporting/metrics.json"
+METRICS = "data/08_reporting/validation_metrics.json"  # the select pipeline's: the scoring on the validation split
+SELECT = "tuning/dvc.yaml:select"
+MODELS = ("ledi", "baseline", "both")
 NFES = ("1", "2", "4", "8", "16", "64")
 
 
@@ -110,9 +116,12 @@ def base_rev(repo: Path) -> str | None:
 
 
 def run_base(repo: Path) -> None:
-    """The base arm: the pipelines side by side (as the CPU benchmark runs them), then `dvc commit`."""
-    minutes = run_pipelines(repo, "local", None, side_by_side=os.cpu_count() >= 2)
-    sh(["dvc", "commit", "-f", "-q", "dvc.yaml"], repo)  # the chain's stages (not tuning/dvc.yaml's)
+    """The base arm: the training pipelines side by side (as the CPU benchmark runs them) and ``select``, then
+    `dvc commit` of what ran (the final evaluation does not run in a selection)."""
+    minutes = run_pipelines(repo, "local", None, side_by_side=os.cpu_count() >= 2, scoring="--pipelines=select")
+    stages = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]
+    trained = [name for name in stages if name not in ("evaluate", "report")]
+    sh(["dvc", "commit", "-f", "-q", *trained, SELECT], repo)
     sh(["git", "add", "-A"], repo)
     sh(["git", "commit", "-q", "-m", f"{BASE_SUBJECT} ({minutes:.1f} min)"], repo)
 
@@ -143,7 +152,7 @@ def run_arm(repo: Path, arm: dict) -> float:
     sets = [f"{file}:{key}={json.dumps(value)}"  # YAML's spelling: true, 0.1
             for file, pairs in arm["set"].items() for key, value in pairs.items()]
     start = time.perf_counter()
-    sh(["dvc", "exp", "run", "--temp", "-n", arm["name"], *[a for s in sets for a in ("-S", s)], "dvc.yaml"], repo,
+    sh(["dvc", "exp", "run", "--temp", "-n", arm["name"], *[a for s in sets for a in ("-S", s)], SELECT], repo,
        log=repo / "logs" / f"{arm['name']}.log")
     return (time.perf_counter() - start) / 60
 
@@ -193,6 +202,9 @@ def table(repo: Path, arms: list[dict], not_in_base: list[str]) -> str:
     base = ("the profile" + (f" without {', '.join(left_out)} (conf/base's)" if left_out else "")
             + (f" with {', '.join(set_back)}" if set_back else ""))
     hypotheses = {"base": base, **{a["name"]: a["hypothesis"] for a in arms}}
+    given = {m: sum(a.get("model") in (m, "both") for a in arms) for m in ("ledi", "baseline")}
+    lines_head = [f"Settings tried besides the base: LeDiFlow {given['ledi']}, the baseline {given['baseline']} "
+                  "(scored on the validation split).", ""]
     lines = ["| arm | LeDiFlow best at NFE <= 4 | held-out codes @ 2 | baseline's best | LeDiFlow at NFE <= 4 vs "
              "the baseline's best | paired difference, against the baseline at the same solver and NFE | "
              "stops (LeDiFlow / baseline) | hypothesis |",
@@ -218,21 +230,25 @@ def table(repo: Path, arms: list[dict], not_in_base: list[str]) -> str:
                 q, ci = entry["quality"][model], entry["interval"][model]
                 grids.append(f"| {solver} | {label} | " + " | ".join(fmt(q.get(n), ci.get(n)) for n in NFES) + " |")
         grids += warmth_lines(t["ledi"])
-    return "\n".join(lines + grids)
+    return "\n".join(lines_head + lines + grids)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--repo", type=Path, default=PROJECT_ROOT / "benchmarks" / "results" / "cifar10_ablation")
+    ap.add_argument("--arms-file", type=Path, default=ARMS_FILE, help="the arms (default: the CIFAR-10 ablation's)")
+    ap.add_argument("--repo", type=Path, default=None, help="default: benchmarks/results/<arms file's name>")
     ap.add_argument("--arms", nargs="*", default=None, help="arm names (default: every arm in the arms file)")
     ap.add_argument("--report-only", action="store_true", help="only print the table of the arms run so far")
     args = ap.parse_args()
-    spec = yaml.safe_load(ARMS_FILE.read_text())
+    spec = yaml.safe_load(args.arms_file.read_text())
     arms = [a for a in spec["arms"] if args.arms is None or a["name"] in args.arms]
     unknown = set(args.arms or []) - {a["name"] for a in spec["arms"]}
     if unknown:
-        sys.exit(f"ablation: no arm named {', '.join(sorted(unknown))} in {ARMS_FILE}")
-    repo = args.repo.resolve()
+        sys.exit(f"ablation: no arm named {', '.join(sorted(unknown))} in {args.arms_file}")
+    if bad := [a["name"] for a in spec["arms"] if a.get("model") not in MODELS]:
+        sys.exit(f"ablation: arms {bad} in {args.arms_file} do not say which model they are for (model: "
+                 f"{' | '.join(MODELS)})")
+    repo = (args.repo or PROJECT_ROOT / "benchmarks" / "results" / args.arms_file.stem).resolve()
     os.environ.update(PYTHONPATH=str(repo / "src"), KEDRO_DISABLE_TELEMETRY="1", HF_HUB_OFFLINE="1",
                       PATH=f"{PROJECT_ROOT / '.venv' / 'bin'}{os.pathsep}{os.environ['PATH']}")
     os.environ.setdefault("OMP_WAIT_POLICY", "ACTIVE")
@@ -245,7 +261,7 @@ def main() -> None:
         for arm in arms:
             if arm["name"] not in experiment_refs(repo):
                 print(f"ablation: arm {arm['name']} took {run_arm(repo, arm):.1f} min", flush=True)
-    text = (f"CIFAR-10 ablation on the {spec['profile']} profile in {repo}\n\n"
+    text = (f"{args.arms_file.name}: the {spec['profile']} profile in {repo}\n\n"
             + table(repo, arms, spec.get("not_in_base", [])))
     print(text)
     atomic_write_bytes(repo / "results.md", (text + "\n").encode())

@@ -39,9 +39,10 @@ from ledi_kedro.core.io import atomic_write_bytes
 from ledi_kedro.workspace import PROJECT_ROOT
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ablation import METRICS, profile_files, sh  # noqa: E402  (sibling scripts, not a package)
+from ablation import profile_files, sh  # noqa: E402  (sibling scripts, not a package)
 
 DECLARATIONS = PROJECT_ROOT / "confirmations"
+METRICS = "data/08_reporting/metrics.json"  # the final evaluation's, on the test split
 SWEEP = "data/07_model_output/sweep_results.parquet"
 SEED_PARAM = "conf/base/parameters.yml:run.seed"
 

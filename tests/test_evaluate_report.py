@@ -9,7 +9,7 @@ from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 
 from ledi_kedro.core.embedders import ClipEmbedder, ClipWeightsUnavailable, InceptionEmbedder, InceptionWeightsUnavailable
-from ledi_kedro.pipelines import evaluate, report
+from ledi_kedro.pipelines import evaluate, report, select
 from tests.conftest import built_once, deep_merge
 from tests.test_preprocess_pipeline import KeptDataset
 from tests.test_training_pipelines import image_split, run_chain, tiny_params
@@ -23,7 +23,7 @@ TINY_EVAL = {
 
 
 TESTED_OUTPUTS = ("sweep_results", "evaluation_metrics", "speedup_table", "straightness", "latent_sampler_sweep",
-                  "report_markdown", "report_html")
+                  "report_markdown", "report_html", "validation.evaluation_metrics", "validation.sweep_results")
 
 
 def evaluate_tiny_chain(tmp) -> dict:
@@ -39,9 +39,10 @@ def evaluate_tiny_chain(tmp) -> dict:
         catalog[f"params:{ns}.variant"] = MemoryDataset(params[ns]["variant"])
     catalog["train_image_tensors"] = MemoryDataset(image_split(32, 0), copy_mode="assign")
     catalog["test_image_tensors"] = MemoryDataset(image_split(16, 1), copy_mode="assign")
+    catalog["validation_image_tensors"] = MemoryDataset(image_split(16, 2), copy_mode="assign")
     for name, value in trained.items():
         catalog[name] = MemoryDataset(value, copy_mode="assign")
-    pipe = evaluate.create_pipeline() + report.create_pipeline()
+    pipe = evaluate.create_pipeline() + report.create_pipeline() + select.create_pipeline()
     for name in pipe.outputs() | set(TESTED_OUTPUTS):
         catalog[name] = KeptDataset(copy_mode="assign")
     SequentialRunner().run(pipe, catalog)
@@ -221,3 +222,14 @@ def test_inception_weights_from_a_local_file(tmp_path):
     first = emb.model.blocks[0][0].conv.weight
     torch.testing.assert_close(first, net.Conv2d_1a_3x3.conv.weight)
     assert emb(torch.zeros(1, 3, 8, 8)).shape == (1, 2048)
+
+
+def test_select_scores_the_same_models_on_the_validation_split(evaluated):
+    """The selection pipeline is the evaluation's scoring on other images: the same points, other figures."""
+    on_grid = pl.col("nfe_requested") <= 4  # the baseline's extension beyond the grid depends on the figures
+    test, val = (evaluated[k].filter(on_grid) for k in ("sweep_results", "validation.sweep_results"))
+    key = ["model", "solver", "nfe_requested"]
+    assert test.select(key).sort(key).equals(val.select(key).sort(key))
+    assert not test.sort(key)["fd"].to_list() == val.sort(key)["fd"].to_list()
+    metrics = evaluated["validation.evaluation_metrics"]
+    assert metrics["n_reference"] == 12 and set(metrics["solvers"]) == {"euler", "midpoint"}

@@ -66,7 +66,11 @@ def run_chain(tmp_path, space="pixel", extra=None):
 
 
 def test_pixel_chain(tmp_path):
-    out = run_chain(tmp_path)
+    params = tiny_params(tmp_path)
+    own = dict(params["gaussian"]["variant"], time_sampler="uniform")  # the baseline's own selection
+    out = run_chain(tmp_path, extra={("gaussian", "variant"): own})
+    assert out["gaussian.fm_model"].meta["time_sampler"] == "uniform"
+    assert out["ledi.fm_model"].meta["time_sampler"] == params["fm"]["time_sampler"] == "logit_normal"
     assert out["autoencoder_model"].kind == "identity"
     assert out["train_model_input"]["images"].dtype == torch.uint8
     for name in ("prior_model", "latent_flow_model", "ledi.fm_model", "gaussian.fm_model"):

@@ -238,16 +238,30 @@ class FMParams:
 
 @dataclass(frozen=True)
 class FMVariant:
-    """What differs between the two instances of ``train_fm``: where x0 comes from, and the NFE at
-    which quality is monitored during training (LeDiFlow's few steps, the baseline's reference NFE)."""
+    """What differs between the two instances of ``train_fm``: where x0 comes from, the NFE at which quality is
+    monitored during training (LeDiFlow's few steps, the baseline's reference NFE), and the settings each model
+    may select on its own (null: ``fm``'s), so that the baseline gets a selection of its own on the same terms."""
 
     prior: PriorKind
     name: str
     monitor_nfe: int
+    time_sampler: TimeSamplerName | None  # null: fm.time_sampler
+    lr: float | None  # null: fm.train.lr
+    ema_decay: float | None  # null: fm.train.ema_decay
 
     def __post_init__(self) -> None:
         if self.monitor_nfe < 1:
             raise ValueError(f"monitor_nfe must be positive, got {self.monitor_nfe}")
+        if self.lr is not None and self.lr <= 0:
+            raise ValueError(f"lr must be positive or null, got {self.lr}")
+        if self.ema_decay is not None and not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1) or null, got {self.ema_decay}")
+
+    def own_settings(self, p: "FMParams") -> "FMParams":
+        """``p`` with this variant's own time sampler, learning rate and EMA where it sets them."""
+        train = replace(p.train, lr=self.lr if self.lr is not None else p.train.lr,
+                        ema_decay=self.ema_decay if self.ema_decay is not None else p.train.ema_decay)
+        return replace(p, train=train, time_sampler=self.time_sampler or p.time_sampler)
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from kedro.framework.project import find_pipelines
 from kedro.pipeline import Pipeline
 
-# Expensive, opt-in pipelines that ``kedro run`` (the __default__ pipeline) leaves out.
-NOT_IN_DEFAULT = frozenset({"tune"})
+# Opt-in pipelines that ``kedro run`` (the __default__ pipeline) leaves out: tuning and the selection scoring.
+NOT_IN_DEFAULT = frozenset({"tune", "select"})
 
 
 def register_pipelines() -> dict[str, Pipeline]:

@@ -418,6 +418,7 @@ def train_flow(train_input: dict[str, Any], prior_model: TrainedModel | None, pr
     if v.prior == "learned" and (prior_model is None or prior_codes is None or latent_flow_model is None):
         raise ValueError(f"{v.name}: training from the learned prior needs the prior model, its codes and the "
                          "latent sampler")
+    p = v.own_settings(p)  # the variant's own time sampler, learning rate and EMA, where it selected them
     images = train_input["images"]
     channels = int(images.shape[1])
     prior_channels = p.prior_channels and v.prior == "learned"  # the baseline has no prior to look at
