@@ -4,7 +4,7 @@
     python benchmarks/gpu_benchmark.py --smoke      # seconds on a CPU: tiny model, same code path
 
 Training rows use the project's real Trainer (AdamW, EMA, bf16 autocast, optional torch.compile)
-on the baseline's training objective (``core.objectives.fm_gaussian_prior_loss``) with data held on
+on the baseline's training objective (``core.objectives.fm_objective`` from N(0, I)) with data held on
 the device. MFU = achieved model
 FLOP/s / the card's measured dense bf16 matmul rate, with 3x the forward FLOPs per training
 image (forward + backward). Needs only torch, timm, einops and numpy.
@@ -21,8 +21,8 @@ import time
 import torch
 
 from ledi_kedro.core.models import DiT, DiTConfig
-from ledi_kedro.core.objectives import fm_gaussian_prior_loss
-from ledi_kedro.core.sampling import GaussianSampler
+from ledi_kedro.core.generation import GaussianSource, Generator
+from ledi_kedro.core.objectives import fm_objective
 from ledi_kedro.core.trainer import TrainConfig, Trainer
 
 
@@ -55,7 +55,8 @@ def bench_training(size: str, res: int, channels: int, compile_: bool, batch: in
                             compile=compile_, device=str(device), precision="bf16", checkpoint_every=10**9)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    result = Trainer(model, fm_gaussian_prior_loss("logit_normal"), data, train_cfg).fit()
+    loss = fm_objective(GaussianSource((channels, res, res), device), "logit_normal")
+    result = Trainer(model, loss, data, train_cfg).fit()
     steps_per_s = result.log_history[-1]["steps_per_s"]  # second interval: warm-up and compilation excluded
     img_s = steps_per_s * batch
     tflops = 3 * model.flops_per_image() * img_s / 1e12
@@ -65,7 +66,7 @@ def bench_training(size: str, res: int, channels: int, compile_: bool, batch: in
 
 
 def bench_sampling(model: torch.nn.Module, res: int, channels: int, nfe: int, batch: int, device: torch.device) -> float:
-    sampler = GaussianSampler(model, (channels, res, res), device=device, precision="bf16")
+    sampler = Generator(model.to(device).eval(), GaussianSource((channels, res, res), device), precision="bf16")
     sampler.sample(batch, nfe=nfe, solver="euler", seed=0)  # warm-up
     _sync(device)
     start = time.perf_counter()

@@ -8,7 +8,8 @@ from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 
 from ledi_kedro.core.config import ConfigError
-from ledi_kedro.core.artifacts import TrainedModel, make_sampler
+from ledi_kedro.core.artifacts import TrainedModel, make_generator
+from ledi_kedro.core.generation import WarmthTable
 from ledi_kedro.params import validate_all
 from ledi_kedro.pipelines import train_autoencoder, train_embedder, train_fm, train_latent_flow, train_prior
 from tests.conftest import base_params
@@ -108,7 +109,7 @@ def test_latent_chain_with_the_prior_as_input_channels_and_warmth(tmp_path):
     assert ledi.meta["prior_channels"] is True and gaussian.meta["prior_channels"] is False
     quality = out["ledi.fm_quality_history"]["quality"]  # the monitor samples through the same channels
     assert quality.len() == 2 and (quality > 0).all()
-    sampler = make_sampler(ledi, out["prior_model"], out["latent_flow_model"], ae)
+    sampler = make_generator(ledi, out["prior_model"], out["latent_flow_model"], ae)
     res = sampler.sample(3, nfe=2, solver="midpoint", seed=0)
     assert res.x0.shape == (3, 2, 4, 4) and res.images.shape == (3, 1, 8, 8)
     # warmth: LeDiFlow's model is told w, chosen after training from the grid by FD for each listed solver at each
@@ -120,7 +121,9 @@ def test_latent_chain_with_the_prior_as_input_channels_and_warmth(tmp_path):
     chosen = {s: {int(n): w for n, w in rows} for s, rows in ledi.meta["warmth_by_solver"].items()}
     assert chosen == {s: {int(n): float(min(row, key=row.get)) for n, row in by_nfe.items()}
                       for s, by_nfe in fd.items()}
-    assert sampler.warmth_by_solver == chosen and "warmth_fd" not in out["gaussian.fm_metrics"]
+    assert sampler.warmth == WarmthTable.from_json(ledi.meta["warmth_by_solver"])
+    assert {s: {n: sampler.warmth.lookup(s, n) for n in table} for s, table in chosen.items()} == chosen
+    assert "warmth_fd" not in out["gaussian.fm_metrics"]
     # while training, the plateau monitor followed the better of its two warmths (the baseline: its one sampler)
     assert out["ledi.fm_metrics"]["monitor"] == "fd at NFE 2 (midpoint), the best of warmths 0, 1, 4 samples"
     assert out["gaussian.fm_metrics"]["monitor"] == "fd at NFE 4 (midpoint), 4 samples"

@@ -12,14 +12,13 @@ import torch
 
 import ledi_kedro
 from ledi_kedro.api import IncompatibleModelError, ModelNotFoundError
-from ledi_kedro.core.sampling import GaussianSampler, LeDiFlowSampler
 
 
-def test_load_sampler_both_kinds(tiny_trained_project):
+def test_load_generator_both_kinds(tiny_trained_project):
     models = tiny_trained_project / "data/06_models"
-    ledi = ledi_kedro.load_sampler(models / "fm_ledi")
-    gauss = ledi_kedro.load_sampler(models / "fm_gaussian", device="cpu")
-    assert isinstance(ledi, LeDiFlowSampler) and isinstance(gauss, GaussianSampler)
+    ledi = ledi_kedro.load_generator(models / "fm_ledi")
+    gauss = ledi_kedro.load_sampler(models / "fm_gaussian", device="cpu")  # the earlier name, the same function
+    assert ledi.learned and not gauss.learned and ledi_kedro.load_sampler is ledi_kedro.load_generator
     out = ledi.sample(3, nfe=4, solver="midpoint", seed=0)
     assert out.images.shape == (3, 1, 8, 8) and out.nfe == 4
     torch.testing.assert_close(ledi.sample(3, nfe=4, solver="midpoint", seed=0).images, out.images)
@@ -30,7 +29,7 @@ def test_load_sampler_both_kinds(tiny_trained_project):
     torch.testing.assert_close(gauss.inpaint(known, mask, steps=2).images[..., :4], known[..., :4])
 
 
-def test_load_sampler_errors(tiny_trained_project, tmp_path):
+def test_load_generator_errors(tiny_trained_project, tmp_path):
     models = tiny_trained_project / "data/06_models"
     with pytest.raises(ModelNotFoundError, match="no trained flow model at .*nowhere"):
         ledi_kedro.load_sampler(tmp_path / "nowhere")
@@ -118,7 +117,7 @@ def test_notebook_runs_top_to_bottom(tiny_trained_project):
     NotebookClient(nb, timeout=300, kernel_name="python3",
                    resources={"metadata": {"path": str(tiny_trained_project / "notebooks")}}).execute()
     outputs = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
-    assert "LeDiFlowSampler" in outputs and "images" in outputs
+    assert "LearnedPriorSource" in outputs and "images" in outputs
 
 
 def test_the_ledi_entry_point_is_installed():

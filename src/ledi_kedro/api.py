@@ -1,8 +1,8 @@
 """Use trained models from your own code::
 
-    from ledi_kedro import load_sampler
-    sampler = load_sampler("data/06_models/fm_ledi", device="cuda")
-    images = sampler.sample(64, nfe=4, solver="midpoint", seed=0).images   # (64, C, H, W) in [-1, 1]
+    from ledi_kedro import load_generator
+    generator = load_generator("data/06_models/fm_ledi", device="cuda")
+    images = generator.sample(64, nfe=4, solver="midpoint", seed=0).images   # (64, C, H, W) in [-1, 1]
 
 Nothing here imports Kedro.
 """
@@ -15,8 +15,8 @@ import torch
 
 from .core.checkpoint import CheckpointError
 from .core.distributed import resolve_device
-from .core.artifacts import FlowRecord, TrainedModel, load_trained, make_sampler, read_record
-from .core.sampling import FlowSampler
+from .core.artifacts import FlowRecord, TrainedModel, load_trained, make_generator, read_record
+from .core.generation import Generator
 
 
 class ModelNotFoundError(FileNotFoundError):
@@ -38,15 +38,16 @@ def _load(path: Path, what: str, device: torch.device) -> TrainedModel:
         raise IncompatibleModelError(str(exc)) from exc
 
 
-def load_sampler(path: str | Path, *, prior: str | Path | None = None, latent_flow: str | Path | None = None,
-                 autoencoder: str | Path | None = None, device: str | torch.device = "cpu",
-                 precision: str = "fp32") -> FlowSampler:
-    """The sampler of a trained flow model folder (``data/06_models/fm_ledi`` or ``fm_gaussian``).
+def load_generator(path: str | Path, *, prior: str | Path | None = None, latent_flow: str | Path | None = None,
+                   autoencoder: str | Path | None = None, device: str | torch.device = "cpu",
+                   precision: str = "fp32") -> Generator:
+    """The generator of a trained flow model folder (``data/06_models/fm_ledi`` or ``fm_gaussian``).
 
     A LeDiFlow model also needs its prior model and latent sampler, and a latent-space model its
     autoencoder; by default they are the sibling folders ``prior``, ``latent_flow`` and
-    ``autoencoder`` (the project's layout). The sampler has ``sample``, ``interpolate`` and
-    ``inpaint`` (see :mod:`ledi_kedro.core.sampling`).
+    ``autoencoder`` (the project's layout). The generator has ``sample``, ``interpolate`` and
+    ``inpaint`` (see :mod:`ledi_kedro.core.generation`; the same as the functions ``generate``,
+    ``interpolate`` and ``inpaint`` there, with its parts filled in).
     """
     path = Path(path)
     dev = resolve_device(str(device))
@@ -78,4 +79,7 @@ def load_sampler(path: str | Path, *, prior: str | Path | None = None, latent_fl
         if expected != got:
             raise IncompatibleModelError(f"prior model works on {got} (channels, resolution) but the flow model "
                                          f"on {expected}: they come from different runs")
-    return make_sampler(fm, parts["prior"], parts["latent_flow"], parts["autoencoder"], dev, precision)
+    return make_generator(fm, parts["prior"], parts["latent_flow"], parts["autoencoder"], dev, precision)
+
+
+load_sampler = load_generator  # the name of earlier versions

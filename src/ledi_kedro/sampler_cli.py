@@ -72,8 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from .api import IncompatibleModelError, ModelNotFoundError, load_sampler
-    from .core.sampling import LeDiFlowSampler
+    from .api import IncompatibleModelError, ModelNotFoundError, load_generator
 
     if args.solver in ADAPTIVE_SOLVERS:
         kwargs = {"rtol": args.rtol, "atol": args.rtol}
@@ -88,22 +87,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "interpolate" and args.solver in ADAPTIVE_SOLVERS:
         parser.error("interpolate needs a fixed-grid solver (euler, midpoint, heun or rk4)")
     try:
-        sampler = load_sampler(args.model, prior=args.prior, latent_flow=args.latent_flow,
-                               autoencoder=args.autoencoder, device=args.device, precision=args.precision)
+        generator = load_generator(args.model, prior=args.prior, latent_flow=args.latent_flow,
+                                   autoencoder=args.autoencoder, device=args.device, precision=args.precision)
     except (ModelNotFoundError, IncompatibleModelError) as exc:
         print(f"ledi: error: {exc}", file=sys.stderr)
         return 2
     start = time.perf_counter()
     if args.command == "generate":
-        res = sampler.sample(args.n, solver=args.solver, seed=args.seed, **kwargs)
+        res = generator.sample(args.n, solver=args.solver, seed=args.seed, **kwargs)
         nrow = args.nrow or max(1, math.isqrt(args.n))
     else:
-        extra = {"space": args.space} if isinstance(sampler, LeDiFlowSampler) else {}
-        res = sampler.interpolate(args.seeds[0], args.seeds[1], args.points, solver=args.solver, **extra, **kwargs)
+        res = generator.interpolate(args.seeds[0], args.seeds[1], args.points, solver=args.solver, space=args.space,
+                                    **kwargs)
         nrow = args.points
     seconds = time.perf_counter() - start
     save_grid(res.images, args.out, nrow)
-    kind = "LeDiFlow" if isinstance(sampler, LeDiFlowSampler) else "Gaussian-prior"
+    kind = "LeDiFlow" if generator.learned else "Gaussian-prior"
     print(f"{args.out}: {res.images.shape[0]} images from the {kind} model, {args.solver}, image NFE {res.nfe}"
           f"{f' + latent sampler NFE {res.latent_nfe}' if res.latent_nfe else ''}, {seconds:.2f} s")
     return 0

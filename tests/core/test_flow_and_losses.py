@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from ledi_kedro.core.flow import fm_loss, linear_path, sample_time
+from ledi_kedro.core.objectives import fm_objective
 from ledi_kedro.core.losses import (
     beta_nll, gaussian_nll, kl_standard_normal, prior_reconstruction_loss, variance_guided_loss,
 )
@@ -111,9 +112,19 @@ def test_vgl_fixed_point_and_nll_is_slower():
     assert early_nll > 2 * early_vgl
 
 
+def _source(prior, noise_scale: float, prior_channels: bool):
+    """LeDiFlow's source for training: the prior's draws for a batch's codes (its latent sampler is not used)."""
+    from ledi_kedro.core.generation import LearnedPriorSource
+    from ledi_kedro.core.models import LatentFlow, LatentFlowConfig
+
+    return LearnedPriorSource(prior, LatentFlow(LatentFlowConfig(z_dim=prior.config.z_dim, hidden=8, depth=1)),
+                              noise_scale=noise_scale, prior_channels=prior_channels, sample_solver="euler",
+                              sample_steps=1, shape=(prior.config.in_channels, prior.config.resolution,
+                                                     prior.config.resolution), device=torch.device("cpu"))
+
+
 def test_ledi_loss_draws_x0_from_the_prior_and_can_show_the_model_its_mean_and_log_variance():
     from ledi_kedro.core.models import PriorConfig, PriorModel, reparameterize
-    from ledi_kedro.core.objectives import fm_learned_prior_loss
 
     torch.manual_seed(0)
     prior = PriorModel(PriorConfig(in_channels=1, resolution=8, z_dim=3, base_channels=4)).eval()
@@ -131,11 +142,11 @@ def test_ledi_loss_draws_x0_from_the_prior_and_can_show_the_model_its_mean_and_l
         x0 = prior.sample_x0(z, 1.5, generator=g)
     t = sample_time(4, "uniform", generator=g)
     expected = fm_loss(model, x0, batch["images"], t)
-    got = fm_learned_prior_loss(prior, 1.5, "uniform", False)(model, batch, torch.Generator().manual_seed(7))
+    got = fm_objective(_source(prior, 1.5, False), "uniform")(model, batch, torch.Generator().manual_seed(7))
     torch.testing.assert_close(got, expected)
     assert seen[-1].shape == (4, 1, 8, 8)
     # With channels: the model sees [x_t, mu(z), lv(z)]; the target and x_t are the same.
-    with_channels = fm_learned_prior_loss(prior, 1.5, "uniform", True)(model, batch, torch.Generator().manual_seed(7))
+    with_channels = fm_objective(_source(prior, 1.5, True), "uniform")(model, batch, torch.Generator().manual_seed(7))
     torch.testing.assert_close(with_channels, expected)
     with torch.no_grad():
         mean, logvar = prior.decode(z)
@@ -146,7 +157,6 @@ def test_ledi_loss_draws_x0_from_the_prior_and_can_show_the_model_its_mean_and_l
 
 def test_warm_ledi_loss_blends_sigma_toward_one_and_tells_the_model_w():
     from ledi_kedro.core.models import PriorConfig, PriorModel, reparameterize
-    from ledi_kedro.core.objectives import fm_learned_prior_loss
 
     torch.manual_seed(0)
     prior = PriorModel(PriorConfig(in_channels=1, resolution=8, z_dim=3, base_channels=4)).eval()
@@ -157,7 +167,7 @@ def test_warm_ledi_loss_blends_sigma_toward_one_and_tells_the_model_w():
         seen["x"], seen["warmth"] = x, warmth
         return x * 0
 
-    got = fm_learned_prior_loss(prior, 1.5, "uniform", False, warmth=True)(model, batch, torch.Generator().manual_seed(7))
+    got = fm_objective(_source(prior, 1.5, False), "uniform", warmth=True)(model, batch, torch.Generator().manual_seed(7))
     # the same draws in the same order: w ~ U(0, 1) per image, z ~ q(z | y), eps, t
     g = torch.Generator().manual_seed(7)
     w = torch.rand(4, generator=g)

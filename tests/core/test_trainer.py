@@ -243,9 +243,9 @@ def test_overfits_two_images_with_flow_matching():
     model = DiT(DiTConfig(in_channels=1, resolution=8, patch_size=2, size="T"))
     cfg = TrainConfig(steps=250, batch_size=16, lr=2e-3, warmup_steps=20, ema_decay=0.98, device="cpu", log_every=100)
     result = Trainer(model, loss, data, cfg).fit()
-    from ledi_kedro.core.sampling import GaussianSampler
+    from ledi_kedro.core.generation import GaussianSource, Generator
 
-    samples = GaussianSampler(result.ema, (1, 8, 8)).sample(16, steps=20, seed=1).images
+    samples = Generator(result.ema, GaussianSource((1, 8, 8), torch.device("cpu"))).sample(16, steps=20, seed=1).images
     targets = images.float() / 127.5 - 1
     dist = ((samples[:, None] - targets[None]) ** 2).mean(dim=(2, 3, 4)).min(dim=1).values
     assert float(dist.mean()) < 0.05, dist  # seen: 0.020

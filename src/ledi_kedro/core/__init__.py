@@ -5,12 +5,14 @@ Where things are (sub-modules are imported on demand, so data workers start with
 * a network or its config:            ``models/`` (``dit.py``, ``prior.py``, ``latent_flow.py``,
                                        ``autoencoder.py``, ``classifier.py``; shared blocks in ``conv.py``)
 * the prior's loss (VGL, NLL, KL):     ``losses.py``
-* what each part is trained on:        ``objectives.py`` (one ``*_loss`` factory per trained part)
+* what each part is trained on:        ``objectives.py`` (one factory per trained part; ``fm_objective`` for
+                                       every flow model, whatever its source)
 * the flow-matching path and times:    ``flow.py``
 * an ODE solver:                       ``solvers.py`` (``integrate``, ``check_solver``, ``steps_for_nfe``)
-* drawing x0 and sampling images:      ``sampling.py`` (``LeDiFlowSampler``, ``GaussianSampler``)
+* drawing x0 and sampling images:      ``generation.py`` (``Source``: ``GaussianSource``, ``LearnedPriorSource``;
+                                       ``generate``, ``interpolate``, ``inpaint``; ``Generator``, ``WarmthTable``)
 * the training loop:                   ``trainer.py`` (with ``checkpoint.py`` and ``code_version.py``)
-* a trained model on disk:             ``artifacts.py`` (``load_trained``, ``make_sampler``)
+* a trained model on disk:             ``artifacts.py`` (``load_trained``, ``make_generator``)
 * encoding data with a trained part:   ``encoding.py``
 * a metric, an interval, a speedup:    ``metrics/`` (``distances``, ``intervals``, ``speedup``,
                                        ``comparison``, ``model_quality``)

@@ -1,9 +1,10 @@
-"""Trained models on disk (the pipelines' model artifacts) and samplers assembled from them.
+"""Trained models on disk (the pipelines' model artifacts) and the generators assembled from them.
 
 A model directory holds ``model.safetensors``, ``ema.safetensors`` and ``state.json`` with
 ``{"kind": ..., "config": {...}, "meta": {...}}``; :func:`load_trained` rebuilds the network
-from the JSON alone, so loading never executes stored code. :func:`make_sampler` turns a flow
-model's artifact (plus the prior, latent sampler and autoencoder it needs) into a sampler.
+from the JSON alone, so loading never executes stored code. :func:`make_generator` turns a flow
+model's artifact (plus the prior, latent sampler and autoencoder it needs) into a
+:class:`~ledi_kedro.core.generation.Generator`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from torch import nn
 
 from .flow import TimeSamplerName
 from .checkpoint import CheckpointError, load_weights, read_checkpoint, state_dict_tensors, write_checkpoint
-from .sampling import FlowSampler, GaussianSampler, LeDiFlowSampler
+from .generation import GaussianSource, Generator, LearnedPriorSource, Source, WarmthTable
 from .models import (
     AutoencoderConfig, ClassifierConfig, DiT, DiTConfig, DomainClassifier, KLAutoencoder, LatentFlow,
     LatentFlowConfig, PriorConfig, PriorModel,
@@ -166,28 +167,35 @@ def load_autoencoder(trained: TrainedModel, device: torch.device | str = "cpu") 
     raise ValueError(f"{trained.kind!r} is not an autoencoder")
 
 
-def make_sampler(fm: TrainedModel, prior: TrainedModel | None = None, latent_flow: TrainedModel | None = None,
-                 autoencoder: TrainedModel | None = None, device: torch.device | str = "cpu",
-                 precision: str = "fp32") -> FlowSampler:
-    """The right sampler for ``fm``: LeDiFlow when it was trained from the learned prior, else
-    the Gaussian baseline. EMA weights are used; latent models decode through the autoencoder."""
+def make_source(record: FlowRecord, shape: tuple[int, int, int], device: torch.device | str,
+                prior: TrainedModel | None = None, latent_flow: TrainedModel | None = None) -> Source:
+    """Where a flow model's ODE starts, from its record: N(0, I), or LeDiFlow's learned prior (the prior model's
+    and the latent sampler's EMA weights, frozen, and the latent sampler's shipped ODE setting)."""
+    device = torch.device(device)
+    if record.prior != "learned":
+        return GaussianSource(tuple(shape), device)
+    if prior is None or latent_flow is None:
+        raise ValueError(f"{record.name} was trained from the learned prior: it needs the prior model and the latent "
+                         "sampler too")
+    lf = read_record(LatentSamplerRecord, latent_flow, "latent sampler")
+    return LearnedPriorSource(prior.inference.to(device).eval().requires_grad_(False),
+                              latent_flow.inference.to(device).eval().requires_grad_(False),
+                              noise_scale=record.prior_noise_scale, prior_channels=record.prior_channels,
+                              sample_solver=lf.sample_solver, sample_steps=lf.sample_steps, shape=tuple(shape),
+                              device=device)
+
+
+def make_generator(fm: TrainedModel, prior: TrainedModel | None = None, latent_flow: TrainedModel | None = None,
+                   autoencoder: TrainedModel | None = None, device: torch.device | str = "cpu",
+                   precision: str = "fp32") -> Generator:
+    """The generator of ``fm``: its EMA weights, its source (LeDiFlow's learned prior when it was trained from
+    it, else N(0, I)), the autoencoder's decoder in latent space and its warmth table (a warm model)."""
     device = torch.device(device)
     if fm.kind != "dit":
         raise ValueError(f"expected a flow model (kind 'dit'), got {fm.kind!r}")
     shape = (fm.config.state_channels, fm.config.resolution, fm.config.resolution)
     ae = load_autoencoder(autoencoder, device) if autoencoder is not None else None
-    decode = ae.decode_scaled if ae is not None else None
-    flow = fm.inference.to(device).eval()
     record = read_record(FlowRecord, fm, "flow model")
-    if record.prior == "learned":
-        if prior is None or latent_flow is None:
-            raise ValueError(f"{record.name} was trained from the learned prior: "
-                             "it needs the prior model and the latent sampler too")
-        lf = read_record(LatentSamplerRecord, latent_flow, "latent sampler")
-        return LeDiFlowSampler(flow, prior.inference.to(device), latent_flow.inference.to(device), shape,
-                               prior_noise_scale=record.prior_noise_scale, prior_channels=record.prior_channels,
-                               warmth_by_solver={solver: {int(n): float(w) for n, w in table}
-                                                 for solver, table in record.warmth_by_solver.items()} or None,
-                               sample_steps=lf.sample_steps,
-                               sample_solver=lf.sample_solver, decode=decode, device=device, precision=precision)
-    return GaussianSampler(flow, shape, decode=decode, device=device, precision=precision)
+    warmth = WarmthTable.from_json(record.warmth_by_solver) if record.warmth_by_solver else None
+    return Generator(fm.inference.to(device).eval(), make_source(record, shape, device, prior, latent_flow),
+                     ae.decode_scaled if ae is not None else None, warmth, precision, record.name)

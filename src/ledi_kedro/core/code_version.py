@@ -10,6 +10,7 @@ module and the project modules that module uses directly) and the trainer itself
 from __future__ import annotations
 
 import ast
+import dataclasses
 import hashlib
 import importlib
 import inspect
@@ -57,7 +58,7 @@ def module_fingerprint(module_name: str) -> str | None:
 
 
 def _function_hash(fn: Callable) -> str | None:
-    """Hash of the top-level function that defines ``fn`` (a closure's factory, e.g. ``fm_gaussian_prior_loss``)."""
+    """Hash of the top-level function that defines ``fn`` (a closure's factory, e.g. ``fm_objective``)."""
     top = getattr(fn, "__qualname__", "").split(".<locals>")[0].split(".")[0]
     factory = getattr(fn, "__globals__", {}).get(top, fn)
     try:
@@ -109,6 +110,13 @@ def loss_dependencies(loss_fn: Callable) -> tuple[set[str], dict[str, str]]:
             continue
         if isinstance(value, nn.Module):
             modules |= _modules_of_model(value)
+        elif dataclasses.is_dataclass(value) and not isinstance(value, type):  # e.g. a source holding the prior
+            if type(value).__module__.startswith(PROJECT_PREFIX):
+                modules.add(type(value).__module__)
+            for f in dataclasses.fields(value):
+                part = getattr(value, f.name)
+                if isinstance(part, nn.Module):
+                    modules |= _modules_of_model(part)
     return modules, helpers
 
 

@@ -13,7 +13,7 @@ import torch
 
 from .metrics import frechet_distance, kid, mmd_rbf
 from .distributed import synchronize
-from .sampling import FlowSampler, LeDiFlowSampler, integrate_latent
+from .generation import Generator, integrate_latent
 from .solvers import FIXED_SOLVERS, check_solver, stages
 
 Embed = Callable[[torch.Tensor], torch.Tensor]
@@ -51,7 +51,7 @@ class Generated:
     probe_features: torch.Tensor | None = None  # the images in a second feature space (``probe``), if asked
 
 
-def generate_and_embed(sampler: FlowSampler, embed: Embed, n: int, batch: int, solver: str, *,
+def generate_and_embed(sampler: Generator, embed: Embed, n: int, batch: int, solver: str, *,
                        nfe: int | None = None, rtol: float | None = None, seed: int = 0, keep: int = 16,
                        codes: dict[str, torch.Tensor] | None = None, probe: Embed | None = None) -> Generated:
     """Sample ``n`` images in batches (seeds ``seed``, ``seed + 1``, ...), time them end to end
@@ -110,7 +110,7 @@ class SweepResult:
     probe_features: list[torch.Tensor | None] = field(default_factory=list)  # one per row, with a probe
 
 
-def sweep(samplers: dict[str, FlowSampler], embed: Embed, reference: torch.Tensor, spec: QualitySpec,
+def sweep(samplers: dict[str, Generator], embed: Embed, reference: torch.Tensor, spec: QualitySpec,
           cfg: SweepConfig, progress: Callable[[str], None] | None = None, probe: Embed | None = None) -> SweepResult:
     """Every sampler x solver x NFE (fixed grid, skipping NFE a solver cannot spend exactly),
     plus dopri5 at each tolerance. Rows: model, solver, nfe, nfe_requested, latent_nfe, seed,
@@ -141,19 +141,17 @@ def sweep(samplers: dict[str, FlowSampler], embed: Embed, reference: torch.Tenso
 
 
 @torch.no_grad()
-def prior_only_features(sampler: LeDiFlowSampler, embed: Embed, n: int, batch: int, seed: int = 0) -> torch.Tensor:
+def prior_only_features(generator: Generator, embed: Embed, n: int, batch: int, seed: int = 0) -> torch.Tensor:
     """Embeddings of LeDiFlow's x0 (the learned prior's draws, no image ODE), decoded if latent; with a warmth
     input, x0 as its one-step samples draw it."""
-    sampler.prepare("euler", nfe=1)
     feats = []
     for b, start in enumerate(range(0, n, batch)):
-        g = torch.Generator(device=sampler.device).manual_seed(seed + b)
-        x0, _, _ = sampler.draw_x0(min(batch, n - start), g)
-        feats.append(embed(sampler.to_images(x0).float().clamp(-1, 1)))
+        x0 = generator.draw(min(batch, n - start), solver="euler", nfe=1, seed=seed + b).x0
+        feats.append(embed(generator.to_images(x0).float().clamp(-1, 1)))
     return torch.cat(feats)
 
 
-def flow_quality_monitor(samplers_for: Callable[[torch.nn.Module], Sequence[FlowSampler]], embed: Embed,
+def flow_quality_monitor(samplers_for: Callable[[torch.nn.Module], Sequence[Generator]], embed: Embed,
                          reference_images: torch.Tensor, n_samples: int, nfe: int, solver: str = "midpoint",
                          batch_size: int = 250, seed: int = 0) -> Callable[[torch.nn.Module, int], float]:
     """Quality during training: FD of ``n_samples`` images drawn at a fixed ``nfe`` with fixed seeds
@@ -183,7 +181,7 @@ class WarmthChoice:
     fd: dict[str, dict[int, dict[float, float]]]
 
 
-def choose_warmth(sampler_with: Callable[[float], LeDiFlowSampler], embed: Embed, reference_images: torch.Tensor,
+def choose_warmth(sampler_with: Callable[[float], Generator], embed: Embed, reference_images: torch.Tensor,
                   grid: list[float], nfes: list[int], n_samples: int, solvers: Sequence[str],
                   batch_size: int = 250, seed: int = 0) -> WarmthChoice:
     """Warm-Start Diffusion's warmth, chosen per solver and NFE: for each solver and each NFE of ``nfes`` that the

@@ -13,8 +13,9 @@ import torch
 from torch import nn
 
 from .flow import TimeSamplerName, fm_loss, sample_time
+from .generation import Source, conditioned
 from .losses import PriorLossName, kl_standard_normal, prior_reconstruction_loss
-from .models import PriorModel, reparameterize
+from .models import reparameterize
 
 
 def _randn_like(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
@@ -57,41 +58,19 @@ def latent_flow_loss(time_sampler: TimeSamplerName = "uniform") -> Callable:
     return loss
 
 
-def fm_learned_prior_loss(prior: PriorModel, noise_scale: float, time_sampler: TimeSamplerName,
-                          prior_channels: bool, warmth: bool = False) -> Callable:
-    """LeDiFlow: x0 = mu(z) + s exp(lv(z)/2) eps with z ~ q(z | y) of the same image y, then FM x0 -> y. With
-    ``prior_channels`` the model sees [x_t, mu(z), lv(z)] (3C channels in, C out). With ``warmth`` each image
-    draws w ~ U(0, 1), its x0 has sigma blended toward 1 (mu + s ((1 - w) sigma + w) eps) and the model is
-    told w (its ``warmth`` input), so one model serves every warmth chosen at sampling time."""
-    prior.eval().requires_grad_(False)
-
-    def loss(model: nn.Module, batch: dict[str, torch.Tensor], g: torch.Generator):
-        y, mu_z, logvar_z = batch["images"], batch["mu_z"], batch["logvar_z"]
-        w = torch.rand(y.shape[0], generator=g, device=y.device) if warmth else None
-        with torch.no_grad():
-            z = reparameterize(mu_z, logvar_z, _randn_like(mu_z, g))
-            x0, mean, logvar = prior.sample_x0_and_moments(z, noise_scale, generator=g, warmth=w)
-            x0 = x0.float()
-        t = sample_time(y.shape[0], time_sampler, generator=g, device=y.device)
-        condition = torch.cat([mean, logvar], dim=1).float() if prior_channels else None
-        conditioning = {"warmth": w} if warmth else {}
-
-        def velocity(xt: torch.Tensor, tt: torch.Tensor) -> torch.Tensor:
-            if condition is not None:
-                xt = torch.cat([xt, condition.to(xt.dtype)], dim=1)
-            return model(xt, tt, **conditioning)
-
-        return fm_loss(velocity, x0, y, t)
-
-    return loss
-
-
-def fm_gaussian_prior_loss(time_sampler: TimeSamplerName) -> Callable:
-    """Baseline: x0 ~ N(0, I), then FM x0 -> y."""
+def fm_objective(source: Source, time_sampler: TimeSamplerName, warmth: bool = False) -> Callable:
+    """Flow matching from any source's x0 to the data: x0 (and its condition) from ``source.for_data(batch)``
+    (N(0, I) for the baseline; for LeDiFlow x0 = mu(z) + s exp(lv(z)/2) eps with z ~ q(z | y) of the same image y,
+    and [mu(z), lv(z)] as extra input channels when the source has ``prior_channels``), then FM x0 -> y. With
+    ``warmth`` each image draws w ~ U(0, 1) that the source blends into x0's sigma and the model is told (its
+    ``warmth`` input), so one model serves every warmth chosen at sampling time."""
 
     def loss(model: nn.Module, batch: dict[str, torch.Tensor], g: torch.Generator):
         y = batch["images"]
-        return fm_loss(model, _randn_like(y, g), y, sample_time(y.shape[0], time_sampler, generator=g, device=y.device))
+        w = torch.rand(y.shape[0], generator=g, device=y.device) if warmth else None
+        draw = source.for_data(batch, g, warmth=w)
+        t = sample_time(y.shape[0], time_sampler, generator=g, device=y.device)
+        return fm_loss(conditioned(model, draw.condition, w), draw.x0, y, t)
 
     return loss
 

@@ -27,7 +27,7 @@ from typing import Any, Callable
 
 import torch
 
-from ledi_kedro.core.artifacts import TrainedModel, load_autoencoder, make_sampler
+from ledi_kedro.core.artifacts import TrainedModel, load_autoencoder, make_generator
 from ledi_kedro.core.data.tensors import as_float
 from ledi_kedro.core.distributed import resolve_device
 from ledi_kedro.core.embedders import build_embedder
@@ -45,7 +45,7 @@ from ledi_kedro.core.metrics.memorisation import (
 
 from ledi_kedro.core.metrics.model_quality import straightness
 from ledi_kedro.core.encoding import encode_moments
-from ledi_kedro.core.sampling import FlowSampler
+from ledi_kedro.core.generation import Generator
 from ledi_kedro.core.solvers import FIXED_SOLVERS, stages
 from ledi_kedro.core.subsets import class_coverage, derive_seed, rows_outside, seeded_indices, seeded_rows
 from ledi_kedro.params import EvaluateParams, RunParams, resolve_evaluate
@@ -160,11 +160,11 @@ quality_embedder: TrainedModel, train_images: dict[str, Any], test_images: dict[
                         coverage, reconstructed, training_pixels, held_out_pixels)
 
 
-def samplers(ledi: TrainedModel, gaussian: TrainedModel, prior: TrainedModel, latent_flow: TrainedModel,
-             autoencoder: TrainedModel, device: torch.device) -> dict[str, FlowSampler]:
-    """Both models' samplers as users get them (EMA weights, the shipped latent sampler, bf16 on CUDA)."""
-    return {"ledi": make_sampler(ledi, prior, latent_flow, autoencoder, device, precision="bf16"),
-            "gaussian": make_sampler(gaussian, None, None, autoencoder, device, precision="bf16")}
+def generators(ledi: TrainedModel, gaussian: TrainedModel, prior: TrainedModel, latent_flow: TrainedModel,
+                autoencoder: TrainedModel, device: torch.device) -> dict[str, Generator]:
+    """Both models' generators as users get them (EMA weights, the shipped latent sampler, bf16 on CUDA)."""
+    return {"ledi": make_generator(ledi, prior, latent_flow, autoencoder, device, precision="bf16"),
+            "gaussian": make_generator(gaussian, None, None, autoencoder, device, precision="bf16")}
 
 
 def pixel_probe(images: torch.Tensor) -> torch.Tensor:
@@ -199,7 +199,7 @@ def sweep_points(ledi_model: TrainedModel, gaussian_model: TrainedModel, prior_m
     ``{"rows": [...], "features": [...]}`` (each row's embeddings, for the error bars) and example images."""
     ev = resolve_evaluate(ev, run)
     device = resolve_device(run.device)
-    models = samplers(ledi_model, gaussian_model, prior_model, latent_flow_model, autoencoder_model, device)
+    models = generators(ledi_model, gaussian_model, prior_model, latent_flow_model, autoencoder_model, device)
     embed = build_embedder(quality_embedder, device)
     spec = quality_spec(ev, ref)
     fixed = tuple(s for s in ev.solvers if s != "dopri5")
@@ -256,7 +256,7 @@ def sweep_points(ledi_model: TrainedModel, gaussian_model: TrainedModel, prior_m
     return {"rows": rows, "features": features}, examples
 
 
-def _noise_images(sampler: FlowSampler, n: int, seed: int) -> torch.Tensor:
+def _noise_images(sampler: Generator, n: int, seed: int) -> torch.Tensor:
     """N(0, I) in the flow's space, decoded like a sample: the 'no model at all' sanity row."""
     g = torch.Generator(device=sampler.device).manual_seed(seed)
     noise = torch.randn((n, *sampler.shape), generator=g, device=sampler.device)
@@ -315,10 +315,10 @@ def latent_sampler_points(ledi_model: TrainedModel, prior_model: TrainedModel, l
         return []
     ev = resolve_evaluate(ev, run)
     device = resolve_device(run.device)
-    sampler = make_sampler(ledi_model, prior_model, latent_flow_model, autoencoder_model, device, precision="bf16")
+    sampler = make_generator(ledi_model, prior_model, latent_flow_model, autoencoder_model, device, precision="bf16")
     embed = build_embedder(quality_embedder, device)
     spec = quality_spec(ev, ref)
-    configured = (sampler.sample_solver, sampler.sample_steps)
+    configured = (sampler.source.sample_solver, sampler.source.sample_steps)
     prior = prior_model.inference
     codes = {CODES_TRAIN: encode_moments(prior, seeded_rows(train_input, ev.n_samples, derive_seed(ev.seed, "codes"))["images"],
                                          device)}
@@ -334,8 +334,8 @@ def latent_sampler_points(ledi_model: TrainedModel, prior_model: TrainedModel, l
                 gen = generate_and_embed(sampler, embed, int(mu.shape[0]), ev.batch_size, point.solver,
                                          nfe=image_nfe, seed=ev.seed, codes={"mu_z": mu, "logvar_z": logvar})
             else:
-                sampler.sample_solver, sampler.sample_steps = solver, steps
-                gen = generate_and_embed(sampler, embed, ev.n_samples, ev.batch_size, point.solver, nfe=image_nfe,
+                varied = sampler.with_source(sampler.source.with_latent_sampler(solver, steps))
+                gen = generate_and_embed(varied, embed, ev.n_samples, ev.batch_size, point.solver, nfe=image_nfe,
                                          seed=ev.seed)
             q = quality(gen.features, ref.reference, spec)
             rows.append({"sample_solver": solver, "sample_steps": steps, "latent_nfe": gen.latent_nfe,
@@ -346,7 +346,6 @@ def latent_sampler_points(ledi_model: TrainedModel, prior_model: TrainedModel, l
             feats.append(gen.features)
             log.info("LeDiFlow from %s x %d at image NFE %d: %s %.4f, %.3f ms/image of which x0 %.3f ms", solver, steps,
                      image_nfe, metric, q[metric], rows[-1]["ms_per_image"], rows[-1]["x0_ms_per_image"])
-    sampler.sample_solver, sampler.sample_steps = configured
     boot = _bootstrap(ev, ref)
     for row, rep in zip(rows, boot.replicates(ref.reference, feats, [r[metric] for r in rows])):
         iv = boot.interval(rep)
@@ -360,7 +359,7 @@ def flow_straightness(ledi_model: TrainedModel, gaussian_model: TrainedModel, pr
                       run: RunParams) -> dict[str, float]:
     """Mean ||v(x_t, t) - (x1 - x0)||^2 along each model's Euler trajectories (0 = straight)."""
     ev = resolve_evaluate(ev, run)
-    models = samplers(ledi_model, gaussian_model, prior_model, latent_flow_model, autoencoder_model,
+    models = generators(ledi_model, gaussian_model, prior_model, latent_flow_model, autoencoder_model,
                       resolve_device(run.device))
     return {name: straightness(s, ev.straightness_samples, ev.straightness_steps, ev.seed)
             for name, s in models.items()}

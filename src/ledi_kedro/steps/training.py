@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from ledi_kedro.core.artifacts import (
-    FlowRecord, LatentSamplerRecord, TrainedModel, load_autoencoder, make_sampler,
+    FlowRecord, LatentSamplerRecord, TrainedModel, load_autoencoder, make_generator, make_source,
 )
 from ledi_kedro.core.checkpoint import CheckpointError
 from ledi_kedro.core.data.tensors import as_float
@@ -33,13 +33,14 @@ from ledi_kedro.core.embedders import (
     PRETRAINED_JUDGE, PRETRAINED_NAME, ClipEmbedder, InceptionEmbedder, build_embedder, pretrained_judge,
 )
 from ledi_kedro.core.encoding import encode_latents, encode_moments, fit_latent_scale
+from ledi_kedro.core.generation import Generator
 from ledi_kedro.core.evaluation import choose_warmth, flow_quality_monitor, latent_quality_monitor
 from ledi_kedro.core.metrics.model_quality import classifier_accuracy, prior_metrics, reconstruction_psnr
 from ledi_kedro.core.metrics.trend import tail_trend
 from ledi_kedro.core.models import DiT, DomainClassifier, KLAutoencoder, LatentFlow, PriorModel
 from ledi_kedro.core.models.autoencoder import AutoencoderConfig
 from ledi_kedro.core.objectives import (
-    autoencoder_loss, classifier_loss, fm_gaussian_prior_loss, fm_learned_prior_loss, latent_flow_loss, prior_loss,
+    autoencoder_loss, classifier_loss, fm_objective, latent_flow_loss, prior_loss,
 )
 from ledi_kedro.core.subsets import VALIDATION_PURPOSES, derive_seed, purpose_rows, seeded_rows
 from ledi_kedro.core.trainer import (
@@ -344,14 +345,14 @@ def _warm(p: FMParams, v: FMVariant) -> bool:
     return p.warmth.enabled and v.prior == "learned"
 
 
-def _flow_sampler(ema: nn.Module, cfg, meta: dict[str, Any], prior_model: TrainedModel | None,
-                  latent_flow_model: TrainedModel | None, autoencoder_model: TrainedModel, device: torch.device,
-                  warmth: float | None = None):
-    """The sampler of a flow model's EMA weights while it trains (its record ``meta``; bf16 on CUDA); with
+def _flow_generator(ema: nn.Module, cfg, meta: dict[str, Any], prior_model: TrainedModel | None,
+                    latent_flow_model: TrainedModel | None, autoencoder_model: TrainedModel, device: torch.device,
+                    warmth: float | None = None) -> Generator:
+    """The generator of a flow model's EMA weights while it trains (its record ``meta``; bf16 on CUDA); with
     ``warmth``, a warm model sampled at that warmth whatever the solver and NFE."""
-    fixed = {"warmth_by_solver": {"euler": [[1, warmth]]}}  # the one table: every solver and NFE looks it up
-    fm = TrainedModel("dit", cfg, None, ema, meta if warmth is None else meta | fixed)
-    return make_sampler(fm, prior_model, latent_flow_model, autoencoder_model, device, precision="bf16")
+    gen = make_generator(TrainedModel("dit", cfg, None, ema, meta), prior_model, latent_flow_model, autoencoder_model,
+                         device, precision="bf16")
+    return gen if warmth is None else gen.with_warmth(warmth)
 
 
 def _flow_monitor(p: FMParams, v: FMVariant, run: RunParams, cfg, meta: dict[str, Any], prior_model: TrainedModel,
@@ -367,7 +368,7 @@ def _flow_monitor(p: FMParams, v: FMVariant, run: RunParams, cfg, meta: dict[str
     warmths = p.warmth.monitor if meta["warmth_by_solver"] else [None]
 
     def samplers_for(ema: nn.Module):
-        return [_flow_sampler(ema, cfg, meta, prior_model if learned else None,
+        return [_flow_generator(ema, cfg, meta, prior_model if learned else None,
                               latent_flow_model if learned else None, autoencoder_model, device, w) for w in warmths]
 
     rows = monitor_rows(validation_images, "monitor", p.monitor.n_reference, run, "the flow model's monitor")["images"]
@@ -392,7 +393,7 @@ def _warmth_choice(ema: nn.Module, p: FMParams, run: RunParams, cfg, meta: dict[
                                       "fm.warmth's choice")["images"])
 
     def sampler_with(w: float):
-        return _flow_sampler(ema, cfg, meta, prior_model, latent_flow_model, autoencoder_model, device, w)
+        return _flow_generator(ema, cfg, meta, prior_model, latent_flow_model, autoencoder_model, device, w)
 
     w = p.warmth
     choice = choose_warmth(sampler_with, build_embedder(quality_embedder, device), reference, w.grid, w.nfe,
@@ -426,17 +427,17 @@ def train_flow(train_input: dict[str, Any], prior_model: TrainedModel | None, pr
     cfg = replace(p.model, in_channels=3 * channels if prior_channels else channels, resolution=int(images.shape[-1]),
                   out_channels=channels if prior_channels else p.model.out_channels, warmth_input=warmth)
     train = with_run(p.train, run, "flow")  # the same seed for both variants: same init, same batches
-    data = {"images": images}
-    if v.prior == "learned":
-        prior = prior_model.inference.to(resolve_device(run.device))
-        data["mu_z"], data["logvar_z"] = prior_codes["mu_z"], prior_codes["logvar_z"]
-        loss = fm_learned_prior_loss(prior, p.prior_noise_scale, p.time_sampler, prior_channels, warmth)
-    else:
-        loss = fm_gaussian_prior_loss(p.time_sampler)
     # While training, a warm model is monitored (and stopped) at the best of fm.warmth.monitor's warmths; its
     # record's warmth until the choice after training: w = 0, the learned prior itself.
-    meta = asdict(FlowRecord(v.prior, v.name, p.time_sampler, p.prior_noise_scale, prior_channels,
-                             {"euler": [[1, 0.0]]} if warmth else {}, run.space))
+    record = FlowRecord(v.prior, v.name, p.time_sampler, p.prior_noise_scale, prior_channels,
+                        {"euler": [[1, 0.0]]} if warmth else {}, run.space)
+    meta = asdict(record)
+    data = {"images": images}
+    if v.prior == "learned":
+        data["mu_z"], data["logvar_z"] = prior_codes["mu_z"], prior_codes["logvar_z"]
+    source = make_source(record, (channels, int(images.shape[-1]), int(images.shape[-1])), resolve_device(run.device),
+                         prior_model, latent_flow_model)
+    loss = fm_objective(source, p.time_sampler, warmth)
     monitor, monitor_key = _flow_monitor(p, v, run, cfg, meta, prior_model, latent_flow_model, autoencoder_model,
                                          quality_embedder, validation_images)
     result = run_training(v.name, lambda: DiT(cfg), loss, data, train, run, {**cfg.to_dict(), **meta}, monitor,

@@ -11,7 +11,8 @@ from torch import nn
 from ..data.tensors import as_float, batches
 from ..losses import PriorLossName, kl_standard_normal, prior_reconstruction_loss
 from ..models import KLAutoencoder, PriorModel
-from ..sampling import FlowSampler
+from ..generation import Generator, velocity_field
+from ..solvers import integrate
 
 
 @torch.no_grad()
@@ -64,14 +65,12 @@ def reconstruction_psnr(autoencoder: KLAutoencoder, images: torch.Tensor, device
 
 
 @torch.no_grad()
-def straightness(sampler: FlowSampler, n: int, steps: int = 32, seed: int = 0) -> float:
+def straightness(generator: Generator, n: int, steps: int = 32, seed: int = 0) -> float:
     """Mean ||v(x_t, t) - (x1 - x0)||^2 along sampled Euler trajectories (0 for a straight flow)."""
-    g = torch.Generator(device=sampler.device).manual_seed(seed)
-    sampler.prepare("euler", steps=steps)
-    x0, _, _ = sampler.draw_x0(n, g)
-    sol = sampler.flow_from(x0, steps=steps, solver="euler", return_trajectory=True)
-    traj = sol.trajectory
+    draw = generator.draw(n, solver="euler", steps=steps, seed=seed)
+    velocity = velocity_field(generator.flow, draw, generator.warmth_for("euler", steps=steps), generator.precision)
+    traj = integrate(velocity, draw.x0, solver="euler", steps=steps, return_trajectory=True).trajectory
     chord = traj[-1] - traj[0]
-    dev = [(sampler._velocity(traj[i], torch.tensor(i / steps, device=x0.device)) - chord).pow(2).mean()
+    dev = [(velocity(traj[i], torch.tensor(i / steps, device=draw.x0.device)) - chord).pow(2).mean()
            for i in range(steps)]
     return float(torch.stack(dev).mean())

@@ -211,15 +211,14 @@ def plot_applications(ledi_model: TrainedModel, gaussian_model: TrainedModel, pr
     """Prior samples (mean and x0), an interpolation strip and inpainting examples."""
     ev, run_p = _params(evaluate, run), parse("run", run)
     device = resolve_device(run_p.device)
-    s = steps.samplers(ledi_model, gaussian_model, prior_model, latent_flow_model, autoencoder_model, device)
+    s = steps.generators(ledi_model, gaussian_model, prior_model, latent_flow_model, autoencoder_model, device)
     ledi, gauss = s["ledi"], s["gaussian"]
     n, nfe = ev.grid_images, 2 * max(4, ev.reference_nfe // 8)
     finish = ledi.to_images
     fig_p = Figure(figsize=(n * 0.8 + 1, 3.2), dpi=100)
     ax = fig_p.subplots(3, 1)
     _grid(ax[0], finish(ledi.prior_mean(n, ev.seed)), "prior mean mu(z)")
-    ledi.prepare("midpoint", nfe=nfe)  # x0 as the row below starts from it (its warmth, if any)
-    x0, _, _ = ledi.draw_x0(n, torch.Generator(device=device).manual_seed(ev.seed))
+    x0 = ledi.draw(n, solver="midpoint", nfe=nfe, seed=ev.seed).x0  # as the row below starts (its warmth, if any)
     _grid(ax[1], finish(x0), "prior sample x0 = mu + s sigma eps")
     _grid(ax[2], ledi.sample(n, nfe=nfe, solver="midpoint", seed=ev.seed).images, f"LeDiFlow, NFE {nfe}")
     fig_p.tight_layout()

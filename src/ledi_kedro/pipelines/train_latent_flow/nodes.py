@@ -11,7 +11,7 @@ import torch
 from ledi_kedro.core.artifacts import TrainedModel
 from ledi_kedro.core.distributed import resolve_device
 from ledi_kedro.core.models import reparameterize
-from ledi_kedro.core.sampling import integrate_latent
+from ledi_kedro.core.generation import integrate_latent
 from ledi_kedro.core.subsets import derive_seed, seeded_rows
 from ledi_kedro.params import parse
 from ledi_kedro.training import final_loss, plot_loss_history

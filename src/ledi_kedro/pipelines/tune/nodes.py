@@ -20,7 +20,7 @@ import polars as pl
 from filelock import FileLock
 from matplotlib.figure import Figure
 
-from ledi_kedro.core.artifacts import TrainedModel, make_sampler
+from ledi_kedro.core.artifacts import TrainedModel, make_generator
 from ledi_kedro.core.config import ConfigError, from_dict
 from ledi_kedro.core.data.tensors import as_float
 from ledi_kedro.core.distributed import resolve_device
@@ -133,7 +133,7 @@ def run_study(train_model_input: dict, validation_model_input: dict, quality_emb
             set_dotted(params, "fm.train.steps", step)  # resumes from the trial's own checkpoint
             fm, *_ = train_fm_model(train_model_input, prior, codes, latent, pixel_space, quality_embedder,
                                     validation_model_input, params["fm"], variant, params["run"])
-            sampler = make_sampler(fm, prior, latent, pixel_space, device)
+            sampler = make_generator(fm, prior, latent, pixel_space, device)
             gen = generate_and_embed(sampler, embed, tp.objective.n_samples, min(250, tp.objective.n_samples),
                                      tp.objective.solver, nfe=tp.objective.nfe, seed=seed)
             value = frechet_distance(gen.features, ref)

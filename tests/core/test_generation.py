@@ -1,12 +1,31 @@
+"""One generator for both models: sources (N(0, I), the learned prior), the stateless generate / interpolate /
+inpaint, the warmth table, and the one flow-matching objective that takes any source."""
+
+import dataclasses
+
 import pytest
 import torch
 from torch import nn
 
+from ledi_kedro.core.generation import (
+    Draw, GaussianSource, Generator, LearnedPriorSource, WarmthTable, generate, integrate_from, slerp,
+)
 from ledi_kedro.core.models import DiT, DiTConfig, LatentFlow, LatentFlowConfig, PriorConfig, PriorModel
 from ledi_kedro.core.metrics.model_quality import straightness
-from ledi_kedro.core.sampling import GaussianSampler, LeDiFlowSampler, slerp
 
 SHAPE = (1, 8, 8)
+CPU = torch.device("cpu")
+
+
+def gaussian(flow: nn.Module, shape=SHAPE, **kwargs) -> Generator:
+    return Generator(flow, GaussianSource(shape, CPU), **kwargs)
+
+
+def learned(flow: nn.Module, prior: nn.Module, latent: nn.Module, prior_channels: bool = False,
+            **kwargs) -> Generator:
+    return Generator(flow, LearnedPriorSource(prior, latent, noise_scale=1.0, prior_channels=prior_channels,
+                                              sample_solver="midpoint", sample_steps=4, shape=SHAPE, device=CPU),
+                     **kwargs)
 
 
 def randomised(module: nn.Module, seed: int = 0) -> nn.Module:
@@ -30,20 +49,17 @@ class Constant(nn.Module):
 
 
 @pytest.fixture(scope="module")
-def samplers():
+def generators():
     torch.manual_seed(0)
     flow = randomised(DiT(DiTConfig(in_channels=1, resolution=8, patch_size=2, size="T")))
     prior = PriorModel(PriorConfig(in_channels=1, resolution=8, z_dim=6, base_channels=8)).eval()
     latent = randomised(LatentFlow(LatentFlowConfig(z_dim=6, hidden=16, depth=1)), seed=1)
-    return GaussianSampler(flow, SHAPE), LeDiFlowSampler(flow, prior, latent, SHAPE, prior_noise_scale=1.0,
-                                                               prior_channels=False, warmth_by_solver=None,
-                                                               sample_steps=4,
-                                                               sample_solver="midpoint")
+    return gaussian(flow), learned(flow, prior, latent)
 
 
 @pytest.mark.parametrize("which", [0, 1])
-def test_shapes_nfe_and_seeds(samplers, which):
-    s = samplers[which]
+def test_shapes_nfe_and_seeds(generators, which):
+    s = generators[which]
     a = s.sample(3, nfe=4, solver="midpoint", seed=5)
     assert a.images.shape == (3, *SHAPE) and a.x0.shape == (3, *SHAPE)
     assert a.nfe == 4
@@ -55,11 +71,11 @@ def test_shapes_nfe_and_seeds(samplers, which):
         s.sample(0, steps=1)
 
 
-def test_ledi_prior_is_the_decoder_distribution(samplers):
-    _, ledi = samplers
+def test_ledi_prior_is_the_decoder_distribution(generators):
+    _, ledi = generators
     res = ledi.sample(4, steps=1, seed=3)
     with torch.no_grad():
-        mean, logvar = ledi.prior_model.decode(res.z)
+        mean, logvar = ledi.source.prior.decode(res.z)
     # x0 = mu + s * sigma * eps: standardised residuals look like N(0, 1) noise
     eps = (res.x0 - mean) / torch.exp(0.5 * logvar)
     assert abs(float(eps.mean())) < 0.2 and abs(float(eps.std()) - 1) < 0.2
@@ -79,15 +95,14 @@ class SpyFlow(nn.Module):
         return -x[:, :1]
 
 
-def test_with_prior_channels_the_flow_sees_the_priors_mean_and_log_variance_of_its_x0(samplers):
-    _, plain = samplers
+def test_with_prior_channels_the_flow_sees_the_priors_mean_and_log_variance_of_its_x0(generators):
+    _, plain = generators
     spy = SpyFlow()
-    ledi = LeDiFlowSampler(spy, plain.prior_model, plain.latent_flow, SHAPE, prior_noise_scale=1.0,
-                           prior_channels=True, warmth_by_solver=None, sample_steps=4, sample_solver="midpoint")
+    ledi = learned(spy, plain.source.prior, plain.source.latent_flow, prior_channels=True)
     res = ledi.sample(3, steps=2, solver="euler", seed=4)
     assert res.images.shape == (3, *SHAPE) and len(spy.inputs) == 2
     with torch.no_grad():
-        mean, logvar = ledi.prior_model.decode(res.z)
+        mean, logvar = ledi.source.prior.decode(res.z)
     for x in spy.inputs:  # every evaluation: [x_t, mu(z), lv(z)]
         assert x.shape == (3, 3, 8, 8)
         torch.testing.assert_close(x[:, 1:], torch.cat([mean, logvar], 1))
@@ -115,19 +130,29 @@ class WarmthSpy(SpyFlow):
         return super().forward(x, t)
 
 
-def test_a_warm_sampler_looks_its_warmth_up_by_the_calls_solver_and_nfe_and_blends_sigma_toward_one(samplers):
-    _, plain = samplers
-    spy = WarmthSpy()
-    ledi = LeDiFlowSampler(spy, plain.prior_model, plain.latent_flow, SHAPE, prior_noise_scale=1.0,
-                           prior_channels=False, warmth_by_solver={"euler": {4: 0.0, 1: 1.0}, "midpoint": {2: 0.5}},
-                           sample_steps=4, sample_solver="midpoint")
-    assert [ledi.warmth_for("euler", n) for n in (1, 2, 3, 4, 64, None)] == [1.0, 1.0, 1.0, 0.0, 0.0, 0.0]
+def test_the_warmth_table_looks_up_by_solver_and_nfe_and_round_trips_its_json():
+    table = WarmthTable.from_json({"euler": [[4, 0.0], [1, 1.0]], "midpoint": [[2, 0.5]]})
+    assert [table.lookup("euler", n) for n in (1, 2, 3, 4, 64, None)] == [1.0, 1.0, 1.0, 0.0, 0.0, 0.0]
     # midpoint's own table; a solver without one (rk4, adaptive dopri5) uses the last one listed, midpoint's
-    assert [ledi.warmth_for(s, n) for s, n in (("midpoint", 4), ("rk4", 4), ("dopri5", None))] == [0.5] * 3
+    assert [table.lookup(s, n) for s, n in (("midpoint", 4), ("rk4", 4), ("dopri5", None))] == [0.5] * 3
+    assert table.to_json() == {"euler": [[1, 1.0], [4, 0.0]], "midpoint": [[2, 0.5]]}
+    assert WarmthTable.from_json(table.to_json()) == table
+    for empty in ({}, {"euler": []}):
+        with pytest.raises(ValueError, match="at least one solver with one"):
+            WarmthTable.from_json(empty)
+    with pytest.raises(ValueError, match=r"warmths must lie in \[0, 1\]"):
+        WarmthTable.from_json({"euler": [[1, 1.5]]})
+
+
+def test_a_warm_generator_looks_its_warmth_up_by_the_calls_solver_and_nfe_and_blends_sigma_toward_one(generators):
+    _, plain = generators
+    spy = WarmthSpy()
+    table = WarmthTable.from_json({"euler": [[4, 0.0], [1, 1.0]], "midpoint": [[2, 0.5]]})
+    ledi = learned(spy, plain.source.prior, plain.source.latent_flow, warmth=table)
     hot = ledi.sample(3, nfe=2, solver="euler", seed=4)  # euler, NFE 2 -> the entry of NFE 1: w = 1
     assert spy.warmths == [1.0, 1.0]
     with torch.no_grad():
-        mean, logvar = ledi.prior_model.decode(hot.z)
+        mean, logvar = ledi.source.prior.decode(hot.z)
     # w = 1: x0 - mu is the unit noise itself, the same eps as the cold sampler's x0 - mu over its sigma
     cold = plain.sample(3, steps=1, seed=4)
     torch.testing.assert_close(hot.x0 - mean, (cold.x0 - mean) / torch.exp(0.5 * logvar))
@@ -142,14 +167,16 @@ def test_a_warm_sampler_looks_its_warmth_up_by_the_calls_solver_and_nfe_and_blen
     ledi.sample_from_codes(torch.zeros(2, 6), torch.zeros(2, 6), nfe=1)
     ledi.interpolate(1, 2, n_points=3, nfe=4, solver="euler")
     assert spy.warmths == [1.0] + [0.0] * 4
-    for empty in ({}, {"euler": {}}):
-        with pytest.raises(ValueError, match="at least one solver with at least one NFE"):
-            LeDiFlowSampler(spy, plain.prior_model, plain.latent_flow, SHAPE, prior_noise_scale=1.0,
-                            prior_channels=False, warmth_by_solver=empty, sample_steps=4, sample_solver="midpoint")
+    # a fixed warmth is a number, for one call or for the generator; nothing is kept between calls
+    spy.warmths.clear()
+    ledi.sample(3, nfe=2, solver="euler", seed=4, warmth=0.25)
+    ledi.with_warmth(0.75).sample(3, nfe=1, solver="euler", seed=4)
+    ledi.sample(3, nfe=1, solver="euler", seed=4)
+    assert spy.warmths == [0.25, 0.25, 0.75, 1.0]
 
 
-def test_interpolation_end_points(samplers):
-    gauss, ledi = samplers
+def test_interpolation_end_points(generators):
+    gauss, ledi = generators
     strip = gauss.interpolate(11, 12, n_points=5, steps=3)
     torch.testing.assert_close(strip.images[0], gauss.sample(1, steps=3, seed=11).images[0])
     torch.testing.assert_close(strip.images[-1], gauss.sample(1, steps=3, seed=12).images[0])
@@ -176,8 +203,8 @@ def test_slerp_end_points_and_norm():
 
 
 @pytest.mark.parametrize("which", [0, 1])
-def test_inpainting_keeps_known_pixels(samplers, which):
-    s = samplers[which]
+def test_inpainting_keeps_known_pixels(generators, which):
+    s = generators[which]
     known = torch.rand(2, *SHAPE) * 2 - 1
     mask = torch.zeros(1, *SHAPE)
     mask[..., :4] = 1  # left half known
@@ -187,20 +214,20 @@ def test_inpainting_keeps_known_pixels(samplers, which):
 
 
 def test_straightness_is_zero_for_a_straight_flow():
-    assert straightness(GaussianSampler(Constant(0.3), SHAPE), n=4, steps=8) == pytest.approx(0.0, abs=1e-12)
+    assert straightness(gaussian(Constant(0.3)), n=4, steps=8) == pytest.approx(0.0, abs=1e-12)
 
 
-def test_sampling_from_codes_is_ledi_with_the_latent_sampler_replaced(samplers):
+def test_sampling_from_codes_is_ledi_with_the_latent_sampler_replaced(generators):
     """Point-mass codes (logvar -> -inf): z is mu_z itself, and x0 is the prior's draw at mu_z with the same eps."""
-    _, ledi = samplers
+    _, ledi = generators
     mu = torch.randn(3, 6, generator=torch.Generator().manual_seed(5))
     out = ledi.sample_from_codes(mu, torch.full_like(mu, -60.0), nfe=2, solver="midpoint", seed=4)
     torch.testing.assert_close(out.z, mu)
     g = torch.Generator().manual_seed(4)
     torch.randn(mu.shape, generator=g)  # the draw for z
     eps = torch.randn((3, *SHAPE), generator=g)
-    torch.testing.assert_close(out.x0, ledi.prior_model.sample_x0(mu, ledi.prior_noise_scale, eps=eps))
-    torch.testing.assert_close(out.images, ledi.flow_from(out.x0, nfe=2, solver="midpoint").x)
+    torch.testing.assert_close(out.x0, ledi.source.prior.sample_x0(mu, ledi.source.noise_scale, eps=eps))
+    torch.testing.assert_close(out.images, integrate_from(ledi.flow, Draw(out.x0), nfe=2, solver="midpoint").x)
     assert out.nfe == 2 and out.latent_nfe == 0
 
 
@@ -225,7 +252,7 @@ def test_flow_quality_monitor_follows_the_best_of_several_samplers():
     from ledi_kedro.core.evaluation import flow_quality_monitor
 
     shape = (1, 2, 2)
-    still, shifted = GaussianSampler(Constant(0.0), shape), GaussianSampler(Constant(0.5), shape)
+    still, shifted = gaussian(Constant(0.0), shape), gaussian(Constant(0.5), shape)
     reference = torch.randn(4000, *shape, generator=torch.Generator().manual_seed(7)).clamp(-1, 1)
 
     def monitor(*samplers):
@@ -259,11 +286,73 @@ def test_the_warmth_is_chosen_per_solver_where_the_solvers_disagree():
 
     shape = (1, 2, 2)
     reference = (0.5 * torch.randn(4000, *shape, generator=torch.Generator().manual_seed(7))).clamp(-1, 1)
-    choice = choose_warmth(lambda w: GaussianSampler(Decay(0.5 + 0.5 * w), shape), lambda x: x.flatten(1),
+    choice = choose_warmth(lambda w: gaussian(Decay(0.5 + 0.5 * w), shape), lambda x: x.flatten(1),
                            reference, grid=[0.0, 1.0], nfes=[1, 2], n_samples=2000, solvers=["euler", "midpoint"],
                            batch_size=1000)
     assert choice.by_solver == {"euler": {1: 0.0, 2: 0.0}, "midpoint": {2: 1.0}}
     assert set(choice.fd["midpoint"][2]) == {0.0, 1.0} and choice.fd["midpoint"][2][1.0] < 0.05
     with pytest.raises(ValueError, match="rk4"):  # rk4 spends 4 per step: neither NFE 1 nor 2
-        choose_warmth(lambda w: GaussianSampler(Decay(0.5), shape), lambda x: x.flatten(1), reference, [0.0],
+        choose_warmth(lambda w: gaussian(Decay(0.5), shape), lambda x: x.flatten(1), reference, [0.0],
                       [1, 2], 10, ["euler", "rk4"])
+
+
+def test_generate_is_the_generators_sample_and_a_source_swap_is_a_new_generator(generators):
+    gauss, ledi = generators
+    a = generate(ledi.flow, ledi.source, 3, solver="midpoint", nfe=4, seed=9)
+    torch.testing.assert_close(a.images, ledi.sample(3, solver="midpoint", nfe=4, seed=9).images, rtol=0, atol=0)
+    faster = ledi.with_source(ledi.source.with_latent_sampler("euler", 1))
+    assert faster.sample(3, nfe=4, solver="midpoint", seed=9).latent_nfe == 1
+    assert ledi.sample(3, nfe=4, solver="midpoint", seed=9).latent_nfe == 8  # the original is untouched
+    with pytest.raises(ValueError, match="has no learned prior"):
+        gauss.sample_from_codes(torch.zeros(2, 6), torch.zeros(2, 6), nfe=1)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ledi.warmth = 0.5
+    with pytest.raises(ValueError, match="precision must be 'fp32' or 'bf16'"):
+        gaussian(Constant(0.0), precision="fp16")
+
+
+def test_one_objective_trains_either_source_with_the_draws_of_its_data():
+    """fm_objective: the Gaussian source's x0 is N(0, I) of the batch's shape; the learned prior's x0 is drawn from
+    the codes of the batch's own images. Both losses equal flow matching from that x0 at the same t."""
+    from ledi_kedro.core.flow import fm_loss, sample_time
+    from ledi_kedro.core.objectives import fm_objective
+
+    y = torch.rand(4, *SHAPE) * 2 - 1
+    flow = Constant(0.1)
+    loss = fm_objective(GaussianSource(SHAPE, CPU), "uniform")
+    value = loss(flow, {"images": y}, torch.Generator().manual_seed(3))
+    g = torch.Generator().manual_seed(3)
+    x0 = torch.randn(y.shape, generator=g)
+    expected = fm_loss(flow, x0, y, sample_time(4, "uniform", generator=g))
+    torch.testing.assert_close(value, expected)
+    prior = PriorModel(PriorConfig(in_channels=1, resolution=8, z_dim=6, base_channels=8)).eval()
+    latent = LatentFlow(LatentFlowConfig(z_dim=6, hidden=16, depth=1)).eval()
+    source = LearnedPriorSource(prior, latent, noise_scale=1.0, prior_channels=False, sample_solver="euler",
+                                sample_steps=1, shape=SHAPE, device=CPU)
+    batch = {"images": y, "mu_z": torch.randn(4, 6), "logvar_z": torch.full((4, 6), -60.0)}  # z = mu_z
+    draw = source.for_data(batch, torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        mean, logvar = prior.decode(batch["mu_z"])
+    eps = (draw.x0 - mean) / torch.exp(0.5 * logvar)
+    assert abs(float(eps.mean())) < 0.3 and abs(float(eps.std()) - 1) < 0.3  # x0 ~ P_L(x | z of y)
+    value = fm_objective(source, "uniform")(flow, batch, torch.Generator().manual_seed(3))
+    g = torch.Generator().manual_seed(3)
+    again = source.for_data(batch, g)
+    expected = fm_loss(flow, again.x0, y, sample_time(4, "uniform", generator=g))
+    torch.testing.assert_close(value, expected)
+
+
+def test_the_objectives_code_fingerprint_covers_its_source_and_the_prior_it_holds():
+    """A checkpoint records the code behind its loss: for LeDiFlow that is the source's module and the classes of the
+    networks the source holds (the prior), so that editing either retrains instead of resuming."""
+    from ledi_kedro.core.code_version import loss_dependencies
+    from ledi_kedro.core.objectives import fm_objective
+
+    prior = PriorModel(PriorConfig(in_channels=1, resolution=8, z_dim=6, base_channels=8)).eval()
+    latent = LatentFlow(LatentFlowConfig(z_dim=6, hidden=16, depth=1)).eval()
+    source = LearnedPriorSource(prior, latent, noise_scale=1.0, prior_channels=False, sample_solver="euler",
+                                sample_steps=1, shape=SHAPE, device=CPU)
+    modules, _ = loss_dependencies(fm_objective(source, "uniform"))
+    assert {"ledi_kedro.core.generation", "ledi_kedro.core.models.prior"} <= modules
+    modules, _ = loss_dependencies(fm_objective(GaussianSource(SHAPE, CPU), "uniform"))
+    assert "ledi_kedro.core.generation" in modules and "ledi_kedro.core.models.prior" not in modules
