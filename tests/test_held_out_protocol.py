@@ -172,3 +172,14 @@ def test_a_validation_split_too_small_for_a_monitor_names_the_setting():
     with pytest.raises(ValueError, match=r"the flow model's monitor reads the validation split's monitor block.*"
                                          r"raise preprocess.validation_size"):
         monitor_rows(few, "monitor", 10, run, "the flow model's monitor")
+
+
+@pytest.mark.parametrize("name", ["select", "evaluate"])
+def test_each_scoring_pipeline_imports_on_its_own(name):
+    """`kedro run --pipelines=NAME` imports that pipeline's module alone, in a fresh interpreter."""
+    import subprocess
+    import sys
+
+    code = f"import ledi_kedro.pipelines.{name} as p; print(len(p.create_pipeline().nodes))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and int(done.stdout.strip()) >= 6, done.stderr[-2000:]

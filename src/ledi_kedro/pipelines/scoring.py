@@ -6,9 +6,6 @@ from __future__ import annotations
 
 from kedro.pipeline import Node, Pipeline
 
-from ledi_kedro.pipelines.evaluate.nodes import (
-    embed_reference, error_bars, measure_straightness, summarize, sweep_latent_sampler, sweep_quality,
-)
 from ledi_kedro.pipelines.namespaces import reading_namespaced_outputs
 
 TRAINED = ["ledi.fm_model", "gaussian.fm_model", "prior_model", "latent_flow_model", "autoencoder_model"]
@@ -18,6 +15,12 @@ HELD_OUT = ("test_image_tensors", "test_model_input")
 
 def scoring_pipeline() -> Pipeline:
     """The scoring nodes on the test split's datasets (``HELD_OUT``)."""
+    # imported here: the evaluate package imports this module, and `kedro run --pipelines=select` imports this
+    # module first
+    from ledi_kedro.pipelines.evaluate.nodes import (
+        embed_reference, error_bars, measure_straightness, summarize, sweep_latent_sampler, sweep_quality,
+    )
+
     with reading_namespaced_outputs():
         return Pipeline([
             Node(embed_reference, ["quality_embedder", "train_image_tensors", "test_image_tensors",
