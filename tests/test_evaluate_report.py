@@ -168,7 +168,7 @@ def test_report_opens_with_the_verdict_links_its_images_and_the_html_is_self_con
     md, html = evaluated["report_markdown"], evaluated["report_html"]
     for text in (md, html):
         assert "tiny" in text and "Quality against NFE" in text and "Provenance" in text
-        assert "EVALUATION UNRELIABLE" in text and "test accuracy" in text
+        assert "EVALUATION UNRELIABLE" in text and "accuracy 0." in text and "(on the validation split) is below" in text
         assert "git commit" in text and "torch" in text and "started from encoder codes of training and of held-out" in text
         assert "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad" in text  # sha256("abc")
         assert "missing" in text

@@ -153,7 +153,7 @@ def reliability_warnings(models: Sequence[PointWithInterval], floor: PointWithIn
     * a model beats the real-vs-real floor (real images against real images, at the same sample
       size) by more than the noise: no model can, so the judge or the sample size is broken;
     * the N(0, I) row does not lose to the floor by far: the judge cannot tell noise from data;
-    * the domain classifier's test accuracy is too low for its features to mean much.
+    * the domain classifier's accuracy (on the validation split) is too low for its features to mean much.
     """
     warnings = []
     if floor is not None:
@@ -170,7 +170,8 @@ def reliability_warnings(models: Sequence[PointWithInterval], floor: PointWithIn
                 f"the N(0, I) noise row ({noise.value:.4g}) is not at least {min_noise_to_floor:g}x the real-vs-real "
                 f"floor ({floor.value:.4g}): the judge barely tells noise from data")
     if judge_accuracy is not None and judge_accuracy < min_judge_accuracy:
-        warnings.append(f"the judge's test accuracy {judge_accuracy:.3f} is below {min_judge_accuracy:g}: its features "
+        warnings.append(f"the judge's accuracy {judge_accuracy:.3f} (on the validation split) is below "
+                        f"{min_judge_accuracy:g}: its features "
                         "are a weak measure of quality")
     return warnings
 
