@@ -1,6 +1,8 @@
 """Every set of N images the project takes is a seeded random sample: on a class-sorted folder, the
 reference set, the real-vs-real set, the prior's evaluation set and tune's scoring set cover the classes."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -11,7 +13,7 @@ from ledi_kedro.core.models import ClassifierConfig, DomainClassifier, PriorConf
 from ledi_kedro.core.models.autoencoder import AutoencoderConfig, KLAutoencoder
 from ledi_kedro.core.artifacts import TrainedModel
 from ledi_kedro.core.subsets import class_coverage, rows_outside, seeded_indices, seeded_rows
-from ledi_kedro.pipelines.evaluate.nodes import embed_reference
+from ledi_kedro.pipelines.evaluate.nodes import embed_reference as _embed_reference
 from ledi_kedro.pipelines.train_prior.nodes import evaluate_prior
 from ledi_kedro.params import parse
 from ledi_kedro.pipelines.tune.nodes import scoring_set
@@ -20,6 +22,11 @@ from tests.test_preprocess_pipeline import folder_params, run_preprocess
 
 N_CLASSES, PER_CLASS = 10, 40
 PIXEL_SPACE = TrainedModel("identity", {}, None, None)
+
+
+def embed_reference(judge, train, test, autoencoder, test_input, evaluate, run):
+    """The evaluate pipeline's node, given LeDiFlow's generator as far as it reads it: its autoencoder."""
+    return _embed_reference(judge, train, test, SimpleNamespace(autoencoder=autoencoder), test_input, evaluate, run)
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,10 @@ def test_load_generator_both_kinds(tiny_trained_project):
     ledi = ledi_kedro.load_generator(models / "fm_ledi")
     gauss = ledi_kedro.load_sampler(models / "fm_gaussian", device="cpu")  # the earlier name, the same function
     assert ledi.learned and not gauss.learned and ledi_kedro.load_sampler is ledi_kedro.load_generator
+    # the one-artifact generator that train_fm writes samples exactly as the flow model with its sibling parts
+    whole = ledi_kedro.load_generator(models / "generator_ledi")
+    torch.testing.assert_close(whole.sample(3, nfe=4, solver="midpoint", seed=0).images,
+                               ledi.sample(3, nfe=4, solver="midpoint", seed=0).images, rtol=0, atol=0)
     out = ledi.sample(3, nfe=4, solver="midpoint", seed=0)
     assert out.images.shape == (3, 1, 8, 8) and out.nfe == 4
     torch.testing.assert_close(ledi.sample(3, nfe=4, solver="midpoint", seed=0).images, out.images)

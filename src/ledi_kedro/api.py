@@ -9,13 +9,16 @@ Nothing here imports Kedro.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
 
 from .core.checkpoint import CheckpointError
 from .core.distributed import resolve_device
-from .core.artifacts import FlowRecord, TrainedModel, load_trained, make_generator, read_record
+from .core.artifacts import (
+    FlowRecord, TrainedModel, load_generator_artifact, load_trained, make_generator, read_record,
+)
 from .core.generation import Generator
 
 
@@ -41,20 +44,27 @@ def _load(path: Path, what: str, device: torch.device) -> TrainedModel:
 def load_generator(path: str | Path, *, prior: str | Path | None = None, latent_flow: str | Path | None = None,
                    autoencoder: str | Path | None = None, device: str | torch.device = "cpu",
                    precision: str = "fp32") -> Generator:
-    """The generator of a trained flow model folder (``data/06_models/fm_ledi`` or ``fm_gaussian``).
+    """The generator of a trained generator folder (``data/06_models/generator_ledi`` or ``generator_gaussian``: one
+    artifact with every part), or of a flow model folder (``data/06_models/fm_ledi`` or ``fm_gaussian``).
 
-    A LeDiFlow model also needs its prior model and latent sampler, and a latent-space model its
-    autoencoder; by default they are the sibling folders ``prior``, ``latent_flow`` and
-    ``autoencoder`` (the project's layout). The generator has ``sample``, ``interpolate`` and
-    ``inpaint`` (see :mod:`ledi_kedro.core.generation`; the same as the functions ``generate``,
-    ``interpolate`` and ``inpaint`` there, with its parts filled in).
+    From a flow model folder, a LeDiFlow model also needs its prior model and latent sampler, and a latent-space
+    model its autoencoder; by default they are the sibling folders ``prior``, ``latent_flow`` and ``autoencoder``
+    (the project's layout). The generator has ``sample``, ``interpolate`` and ``inpaint`` (see
+    :mod:`ledi_kedro.core.generation`; the same as the functions ``generate``, ``interpolate`` and ``inpaint``
+    there, with its parts filled in).
     """
     path = Path(path)
     dev = resolve_device(str(device))
+    state = path / "state.json"
+    if state.is_file() and json.loads(state.read_text()).get("kind") == "generator":
+        try:
+            return load_generator_artifact(path, dev).build(dev, precision)
+        except CheckpointError as exc:
+            raise IncompatibleModelError(str(exc)) from exc
     fm = _load(path, "trained flow model", dev)
     if fm.kind != "dit":
         raise IncompatibleModelError(f"{path} holds a {fm.kind!r} model, not a flow model (kind 'dit'); "
-                                     "point to data/06_models/fm_ledi or fm_gaussian")
+                                     "point to data/06_models/generator_ledi or generator_gaussian (or fm_ledi, fm_gaussian)")
     try:
         record = read_record(FlowRecord, fm, str(path))
     except CheckpointError as exc:

@@ -1,7 +1,7 @@
 """`ledi`: generate images from a trained model without Kedro.
 
-    ledi generate --model data/06_models/fm_ledi --n 64 --nfe 4 --solver midpoint --out grid.png
-    ledi interpolate --model data/06_models/fm_ledi --seeds 1 2 --points 8 --out strip.png
+    ledi generate --model data/06_models/generator_ledi --n 64 --nfe 4 --solver midpoint --out grid.png
+    ledi interpolate --model data/06_models/generator_ledi --seeds 1 2 --points 8 --out strip.png
 """
 
 from __future__ import annotations
@@ -19,9 +19,10 @@ from .core.data.tensors import image_grid
 from .core.io import atomic_path
 from .core.solvers import ADAPTIVE_SOLVERS, SOLVERS, steps_for_nfe
 
-EPILOG = """Model folders are those the pipelines write (data/06_models/fm_ledi, fm_gaussian). A LeDiFlow
-model also loads its sibling folders prior/ and latent_flow/ (and autoencoder/ in latent space);
---prior, --latent-flow and --autoencoder point elsewhere."""
+EPILOG = """Model folders are those the pipelines write: a generator (data/06_models/generator_ledi,
+generator_gaussian: every part in one folder), or a flow model (fm_ledi, fm_gaussian), which also loads its sibling
+folders prior/ and latent_flow/ (and autoencoder/ in latent space); --prior, --latent-flow and --autoencoder point
+elsewhere."""
 
 
 def save_grid(images: torch.Tensor, out: Path, nrow: int) -> None:
@@ -33,7 +34,8 @@ def save_grid(images: torch.Tensor, out: Path, nrow: int) -> None:
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, type=Path,
-                   help="trained flow model folder, e.g. data/06_models/fm_ledi (or fm_gaussian)")
+                   help="trained generator folder, e.g. data/06_models/generator_ledi (or generator_gaussian), or "
+                        "a flow model folder (fm_ledi, fm_gaussian)")
     p.add_argument("--solver", default="midpoint", choices=SOLVERS,
                    help="ODE solver: fixed-grid euler/midpoint/heun/rk4 or adaptive dopri5 (default: midpoint)")
     p.add_argument("--nfe", type=int, default=None,

@@ -199,3 +199,75 @@ def make_generator(fm: TrainedModel, prior: TrainedModel | None = None, latent_f
     warmth = WarmthTable.from_json(record.warmth_by_solver) if record.warmth_by_solver else None
     return Generator(fm.inference.to(device).eval(), make_source(record, shape, device, prior, latent_flow),
                      ae.decode_scaled if ae is not None else None, warmth, precision, record.name)
+
+
+# ---------------------------------------------------------------- one trained generator, one artifact
+GENERATOR_PARTS = ("flow", "prior", "latent_flow", "autoencoder")
+
+
+@dataclass
+class GeneratorArtifact:
+    """A trained generator as one artifact: its flow model, its source's parts (LeDiFlow's prior and latent sampler;
+    None for the baseline), its decoder (the autoencoder record; ``identity`` in pixel space) and, in the flow's
+    record, its warmth table. :meth:`build` gives the :class:`~ledi_kedro.core.generation.Generator`."""
+
+    flow: TrainedModel
+    prior: TrainedModel | None
+    latent_flow: TrainedModel | None
+    autoencoder: TrainedModel
+
+    @classmethod
+    def of(cls, flow: TrainedModel, prior: TrainedModel | None, latent_flow: TrainedModel | None,
+           autoencoder: TrainedModel) -> "GeneratorArtifact":
+        """The artifact of ``flow`` with the parts its record says it needs (the baseline keeps no prior)."""
+        learned = read_record(FlowRecord, flow, "flow model").prior == "learned"
+        if learned and (prior is None or latent_flow is None):
+            raise ValueError(f"{flow.meta.get('name', 'the flow model')} was trained from the learned prior: its "
+                             "generator needs the prior model and the latent sampler too")
+        return cls(flow, prior if learned else None, latent_flow if learned else None, autoencoder)
+
+    @property
+    def name(self) -> str:
+        return str(self.flow.meta.get("name", "generator"))
+
+    def parts(self) -> dict[str, TrainedModel]:
+        return {n: p for n in GENERATOR_PARTS if (p := getattr(self, n)) is not None}
+
+    def build(self, device: torch.device | str = "cpu", precision: str = "fp32") -> Generator:
+        return make_generator(self.flow, self.prior, self.latent_flow, self.autoencoder, device, precision)
+
+
+def save_generator(path: str | Path, artifact: GeneratorArtifact) -> Path:
+    """One checkpoint directory (atomic): ``state.json`` with every part's kind, config and record, and one
+    safetensors file of inference weights per part that has weights (the EMA's where there is one)."""
+    parts = artifact.parts()
+    state = {"kind": "generator", "parts": {n: {"kind": p.kind, "config": p.config_dict(), "meta": p.meta}
+                                           for n, p in parts.items()}}
+    tensors = {n: state_dict_tensors(p.inference) for n, p in parts.items() if p.inference is not None}
+    return write_checkpoint(path, state, tensors)
+
+
+def load_generator_artifact(path: str | Path, device: torch.device | str = "cpu") -> GeneratorArtifact:
+    """The artifact :func:`save_generator` wrote (rebuilt from JSON and safetensors: no stored code runs)."""
+    ckpt = read_checkpoint(path)
+    if ckpt.state.get("kind") != "generator":
+        raise CheckpointError(f"{Path(path) / 'state.json'}: not a generator (kind {ckpt.state.get('kind')!r})")
+    parts: dict[str, TrainedModel | None] = {n: None for n in GENERATOR_PARTS}
+    for name, spec in ckpt.state.get("parts", {}).items():
+        if name not in parts:
+            raise CheckpointError(f"{Path(path) / 'state.json'}: unknown part {name!r}")
+        kind = spec.get("kind")
+        if kind in WEIGHTLESS_KINDS:
+            parts[name] = TrainedModel(kind, spec.get("config", {}), None, None, spec.get("meta", {}))
+            continue
+        try:
+            module, cfg = build_model(kind, spec["config"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"{Path(path) / 'state.json'}: part {name} is not a {kind} model ({exc})") from exc
+        if name not in ckpt.tensors:
+            raise CheckpointError(f"{Path(path) / f'{name}.safetensors'}: missing")
+        load_weights(module, ckpt.tensors[name], Path(path) / f"{name}.safetensors")
+        parts[name] = TrainedModel(kind, cfg, None, module.to(device).eval().requires_grad_(False), spec.get("meta", {}))
+    if parts["flow"] is None or parts["autoencoder"] is None:
+        raise CheckpointError(f"{Path(path) / 'state.json'}: a generator needs its flow and autoencoder parts")
+    return GeneratorArtifact(parts["flow"], parts["prior"], parts["latent_flow"], parts["autoencoder"])

@@ -1,8 +1,8 @@
 """Kedro datasets of this project; every save is atomic (temporary file, then rename)."""
 
 from .atomic import AtomicJSONDataset, AtomicMatplotlibDataset, AtomicPolarsDataset, AtomicTextDataset, AtomicYAMLDataset
-from .models import TrainedModelDataset
+from .models import GeneratorDataset, TrainedModelDataset
 from .tensors import TensorDictDataset
 
-__all__ = ["AtomicJSONDataset", "AtomicMatplotlibDataset", "AtomicPolarsDataset", "AtomicTextDataset", "AtomicYAMLDataset", "TensorDictDataset",
+__all__ = ["GeneratorDataset", "AtomicJSONDataset", "AtomicMatplotlibDataset", "AtomicPolarsDataset", "AtomicTextDataset", "AtomicYAMLDataset", "TensorDictDataset",
            "TrainedModelDataset"]

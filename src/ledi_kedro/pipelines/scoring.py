@@ -1,6 +1,7 @@
 """The scoring nodes that ``evaluate`` (on the test split) and ``select`` (on the validation split) share: the
 reference set, the NFE sweep with its error bars, the latent-sampler sweep, straightness and the summary. Written
-once: ``select`` is this pipeline under the namespace ``validation`` with the held-out split's inputs renamed."""
+once: ``select`` is this pipeline under the namespace ``validation`` with the held-out split's inputs renamed.
+Inputs are wired by name (``{argument: dataset}``); each model is one generator artifact."""
 
 from __future__ import annotations
 
@@ -8,9 +9,14 @@ from kedro.pipeline import Node, Pipeline
 
 from ledi_kedro.pipelines.namespaces import reading_namespaced_outputs
 
-TRAINED = ["ledi.fm_model", "gaussian.fm_model", "prior_model", "latent_flow_model", "autoencoder_model"]
+GENERATORS = {"ledi_generator": "ledi.generator", "gaussian_generator": "gaussian.generator"}
+EV = {"evaluate": "params:evaluate", "run": "params:run"}
 # The held-out split the scoring reads, in the images' space and in the models' space.
 HELD_OUT = ("test_image_tensors", "test_model_input")
+
+
+def _named(*names: str) -> dict[str, str]:
+    return {name: name for name in names}
 
 
 def scoring_pipeline() -> Pipeline:
@@ -21,24 +27,22 @@ def scoring_pipeline() -> Pipeline:
         embed_reference, error_bars, measure_straightness, summarize, sweep_latent_sampler, sweep_quality,
     )
 
+    ledi = {"ledi_generator": GENERATORS["ledi_generator"]}
     with reading_namespaced_outputs():
         return Pipeline([
-            Node(embed_reference, ["quality_embedder", "train_image_tensors", "test_image_tensors",
-                                   "autoencoder_model", "test_model_input", "params:evaluate", "params:run"],
-                 "reference_features", name="embed_reference"),
-            Node(sweep_quality, [*TRAINED, "quality_embedder", "reference_features", "params:evaluate", "params:run"],
-                 ["sweep_points", "sweep_examples"], name="sweep_quality"),
-            Node(error_bars, ["sweep_points", "reference_features", "params:evaluate", "params:run"], "sweep_results",
-                 name="error_bars"),
-            Node(measure_straightness, [*TRAINED, "params:evaluate", "params:run"], "straightness",
-                 name="measure_straightness"),
-            Node(sweep_latent_sampler, ["ledi.fm_model", "prior_model", "latent_flow_model", "autoencoder_model",
-                                        "quality_embedder", "train_model_input", "test_model_input",
-                                        "reference_features", "params:evaluate", "params:run"],
+            Node(embed_reference, _named("quality_embedder", "train_image_tensors", "test_image_tensors",
+                                         "test_model_input") | ledi | EV, "reference_features", name="embed_reference"),
+            Node(sweep_quality, GENERATORS | _named("quality_embedder") | {"reference_features": "reference_features"}
+                 | EV, ["sweep_points", "sweep_examples"], name="sweep_quality"),
+            Node(error_bars, _named("sweep_points", "reference_features") | EV, "sweep_results", name="error_bars"),
+            Node(measure_straightness, GENERATORS | EV, "straightness", name="measure_straightness"),
+            Node(sweep_latent_sampler, ledi | _named("quality_embedder", "train_model_input", "test_model_input",
+                                                     "reference_features") | EV,
                  "latent_sampler_sweep", name="sweep_latent_sampler"),
-            Node(summarize, ["sweep_results", "straightness", "embedder_metrics", "reference_features",
-                             "ledi.fm_metrics", "gaussian.fm_metrics", "latent_sampler_sweep", "params:evaluate",
-                             "params:run"],
+            Node(summarize, {"sweep_results": "sweep_results", "straightness_values": "straightness",
+                             "embedder_metrics": "embedder_metrics", "reference_features": "reference_features",
+                             "ledi_fm_metrics": "ledi.fm_metrics", "gaussian_fm_metrics": "gaussian.fm_metrics",
+                             "latent_sampler_sweep": "latent_sampler_sweep"} | EV,
                  ["evaluation_metrics", "speedup_table"], name="summarize_evaluation"),
         ])
 

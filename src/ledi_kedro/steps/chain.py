@@ -16,7 +16,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from ledi_kedro.core.artifacts import TrainedModel
+from ledi_kedro.core.artifacts import GeneratorArtifact, TrainedModel
 from ledi_kedro.params import FMVariant, SECTIONS, parse, resolve_evaluate, validate_all
 
 from ledi_kedro.core.config import from_dict
@@ -86,16 +86,16 @@ def run_chain(params: dict[str, Any], progress: Callable[[str], None] = log.info
                                                    p["fm"], variant, run)
         status[ns] = train_steps.flow_training_status([e["quality"] for e in result.eval_history], result.steps,
                                                       p["fm"], variant, [e["step"] for e in result.eval_history])
+    generators = {ns: GeneratorArtifact.of(flows[ns], prior, latent_flow, autoencoder) for ns in FLOW_NAMESPACES}
     stage("train_fm")
     ev = resolve_evaluate(p["evaluate"], run)
     test_input = train_steps.model_input(autoencoder, test_images, run)  # the evaluation's encode_test_split
     ref = ev_steps.reference_set(judge, train_images, test_images, ev, run, autoencoder, test_input)
-    points, _ = ev_steps.sweep_points(flows["ledi"], flows["gaussian"], prior, latent_flow, autoencoder, judge, ref,
-                                      ev, run, progress=progress)
+    points, _ = ev_steps.sweep_points(generators["ledi"], generators["gaussian"], judge, ref, ev, run,
+                                      progress=progress)
     rows = ev_steps.with_intervals(points, ref, ev)
-    straight = ev_steps.flow_straightness(flows["ledi"], flows["gaussian"], prior, latent_flow, autoencoder, ev, run)
-    latent_rows = ev_steps.latent_sampler_points(flows["ledi"], prior, latent_flow, autoencoder, judge, train_input,
-                                                 test_input, ref, ev, run)
+    straight = ev_steps.flow_straightness(generators["ledi"], generators["gaussian"], ev, run)
+    latent_rows = ev_steps.latent_sampler_points(generators["ledi"], judge, train_input, test_input, ref, ev, run)
     summary = ev_steps.summarize(rows, latent_rows, straight, judge_metrics, ref, status["ledi"], status["gaussian"],
                                  ev)
     stage("evaluate")

@@ -27,7 +27,7 @@ from typing import Any, Callable
 
 import torch
 
-from ledi_kedro.core.artifacts import TrainedModel, load_autoencoder, make_generator
+from ledi_kedro.core.artifacts import GeneratorArtifact, TrainedModel, load_autoencoder
 from ledi_kedro.core.data.tensors import as_float
 from ledi_kedro.core.distributed import resolve_device
 from ledi_kedro.core.embedders import build_embedder
@@ -160,11 +160,9 @@ quality_embedder: TrainedModel, train_images: dict[str, Any], test_images: dict[
                         coverage, reconstructed, training_pixels, held_out_pixels)
 
 
-def generators(ledi: TrainedModel, gaussian: TrainedModel, prior: TrainedModel, latent_flow: TrainedModel,
-                autoencoder: TrainedModel, device: torch.device) -> dict[str, Generator]:
+def generators(ledi: GeneratorArtifact, gaussian: GeneratorArtifact, device: torch.device) -> dict[str, Generator]:
     """Both models' generators as users get them (EMA weights, the shipped latent sampler, bf16 on CUDA)."""
-    return {"ledi": make_generator(ledi, prior, latent_flow, autoencoder, device, precision="bf16"),
-            "gaussian": make_generator(gaussian, None, None, autoencoder, device, precision="bf16")}
+    return {"ledi": ledi.build(device, precision="bf16"), "gaussian": gaussian.build(device, precision="bf16")}
 
 
 def pixel_probe(images: torch.Tensor) -> torch.Tensor:
@@ -187,8 +185,7 @@ def _memorisation_fields(features: torch.Tensor, bank: torch.Tensor, held_out_nn
     return {f"{prefix}_train_median": m.generated_median, f"{prefix}_close_fraction": m.close_fraction}
 
 
-def sweep_points(ledi_model: TrainedModel, gaussian_model: TrainedModel, prior_model: TrainedModel,
-                 latent_flow_model: TrainedModel, autoencoder_model: TrainedModel, quality_embedder: TrainedModel,
+def sweep_points(ledi: GeneratorArtifact, gaussian: GeneratorArtifact, quality_embedder: TrainedModel,
                  ref: ReferenceSet, ev: EvaluateParams, run: RunParams,
                  progress: Callable[[str], None] | None = None) -> tuple[dict[str, list], dict]:
     """Quality and wall-clock for both models x solvers x NFE (for each sampling seed), the sanity rows
@@ -199,7 +196,7 @@ def sweep_points(ledi_model: TrainedModel, gaussian_model: TrainedModel, prior_m
     ``{"rows": [...], "features": [...]}`` (each row's embeddings, for the error bars) and example images."""
     ev = resolve_evaluate(ev, run)
     device = resolve_device(run.device)
-    models = generators(ledi_model, gaussian_model, prior_model, latent_flow_model, autoencoder_model, device)
+    models = generators(ledi, gaussian, device)
     embed = build_embedder(quality_embedder, device)
     spec = quality_spec(ev, ref)
     fixed = tuple(s for s in ev.solvers if s != "dopri5")
@@ -302,8 +299,7 @@ def with_intervals(points: dict[str, list], ref: ReferenceSet, ev: EvaluateParam
     return out
 
 
-def latent_sampler_points(ledi_model: TrainedModel, prior_model: TrainedModel, latent_flow_model: TrainedModel,
-                          autoencoder_model: TrainedModel, quality_embedder: TrainedModel,
+def latent_sampler_points(ledi: GeneratorArtifact, quality_embedder: TrainedModel,
                           train_input: dict[str, Any], test_input: dict[str, Any], ref: ReferenceSet,
                           ev: EvaluateParams, run: RunParams) -> list[dict[str, Any]]:
     """LeDiFlow at each of ``latent_sweep.image_points`` with the latent sampler's solver and steps varied, and
@@ -315,13 +311,13 @@ def latent_sampler_points(ledi_model: TrainedModel, prior_model: TrainedModel, l
         return []
     ev = resolve_evaluate(ev, run)
     device = resolve_device(run.device)
-    sampler = make_generator(ledi_model, prior_model, latent_flow_model, autoencoder_model, device, precision="bf16")
+    sampler = ledi.build(device, precision="bf16")
     embed = build_embedder(quality_embedder, device)
     spec = quality_spec(ev, ref)
     configured = (sampler.source.sample_solver, sampler.source.sample_steps)
-    prior = prior_model.inference
-    codes = {CODES_TRAIN: encode_moments(prior, seeded_rows(train_input, ev.n_samples, derive_seed(ev.seed, "codes"))["images"],
-                                         device)}
+    prior = sampler.source.prior
+    codes = {CODES_TRAIN: encode_moments(prior, seeded_rows(train_input, ev.n_samples,
+                                                            derive_seed(ev.seed, "codes"))["images"], device)}
     if ref.held_out_rows is not None:
         codes[CODES_HELD_OUT] = encode_moments(prior, test_input["images"][ref.held_out_rows], device)
     settings = [(solver, steps) for solver in ls.solvers for steps in ls.steps] + [(name, 0) for name in codes]
@@ -354,13 +350,11 @@ def latent_sampler_points(ledi_model: TrainedModel, prior_model: TrainedModel, l
     return rows
 
 
-def flow_straightness(ledi_model: TrainedModel, gaussian_model: TrainedModel, prior_model: TrainedModel,
-                      latent_flow_model: TrainedModel, autoencoder_model: TrainedModel, ev: EvaluateParams,
+def flow_straightness(ledi: GeneratorArtifact, gaussian: GeneratorArtifact, ev: EvaluateParams,
                       run: RunParams) -> dict[str, float]:
     """Mean ||v(x_t, t) - (x1 - x0)||^2 along each model's Euler trajectories (0 = straight)."""
     ev = resolve_evaluate(ev, run)
-    models = generators(ledi_model, gaussian_model, prior_model, latent_flow_model, autoencoder_model,
-                      resolve_device(run.device))
+    models = generators(ledi, gaussian, resolve_device(run.device))
     return {name: straightness(s, ev.straightness_samples, ev.straightness_steps, ev.seed)
             for name, s in models.items()}
 

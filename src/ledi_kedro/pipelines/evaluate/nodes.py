@@ -10,7 +10,7 @@ import polars as pl
 import torch
 from matplotlib.figure import Figure  # figures without pyplot: nodes render to files, never to a window
 
-from ledi_kedro.core.artifacts import TrainedModel
+from ledi_kedro.core.artifacts import GeneratorArtifact, TrainedModel
 from ledi_kedro.core.data.tensors import as_float, image_grid
 from ledi_kedro.core.distributed import resolve_device
 from ledi_kedro.core.subsets import seeded_rows
@@ -29,30 +29,30 @@ def _params(evaluate: dict, run: dict) -> EvaluateParams:
     return resolve_evaluate(parse("evaluate", evaluate), parse("run", run))
 
 
-def encode_test_split(autoencoder_model: TrainedModel, test_image_tensors: dict[str, Any],
+def encode_test_split(ledi_generator: GeneratorArtifact, test_image_tensors: dict[str, Any],
                       run: dict) -> dict[str, Any]:
-    """The test split in the models' space (latents in latent space, the images in pixel space): encoded here,
-    by the evaluation, its only reader (:func:`ledi_kedro.steps.training.model_input`)."""
-    return model_input(autoencoder_model, test_image_tensors, parse("run", run))
+    """The test split in the models' space (latents in latent space, the images in pixel space), through the
+    generator's own autoencoder: encoded here, by the evaluation, its only reader
+    (:func:`ledi_kedro.steps.training.model_input`)."""
+    return model_input(ledi_generator.autoencoder, test_image_tensors, parse("run", run))
 
 
 def embed_reference(quality_embedder: TrainedModel, train_image_tensors: dict[str, Any],
-                    test_image_tensors: dict[str, Any], autoencoder_model: TrainedModel,
+                    test_image_tensors: dict[str, Any], ledi_generator: GeneratorArtifact,
                     test_model_input: dict[str, Any], evaluate: dict, run: dict) -> ReferenceSet:
-    """The judge's features of every real set the evaluation uses, with the autoencoder's reconstructions in
-    latent space (:func:`ledi_kedro.steps.evaluation.reference_set`)."""
+    """The judge's features of every real set the evaluation uses, with the generator's autoencoder's
+    reconstructions in latent space (:func:`ledi_kedro.steps.evaluation.reference_set`)."""
     return steps.reference_set(quality_embedder, train_image_tensors, test_image_tensors, _params(evaluate, run),
-                               parse("run", run), autoencoder_model, test_model_input)
+                               parse("run", run), ledi_generator.autoencoder, test_model_input)
 
 
-def sweep_quality(ledi_model: TrainedModel, gaussian_model: TrainedModel, prior_model: TrainedModel,
-                  latent_flow_model: TrainedModel, autoencoder_model: TrainedModel, quality_embedder: TrainedModel,
-                  reference_features: ReferenceSet, evaluate: dict, run: dict) -> tuple[dict[str, Any], dict]:
+def sweep_quality(ledi_generator: GeneratorArtifact, gaussian_generator: GeneratorArtifact,
+                  quality_embedder: TrainedModel, reference_features: ReferenceSet, evaluate: dict,
+                  run: dict) -> tuple[dict[str, Any], dict]:
     """Both models x solvers x NFE, the sanity rows and each point's memorisation fields
     (:func:`ledi_kedro.steps.evaluation.sweep_points`)."""
-    return steps.sweep_points(ledi_model, gaussian_model, prior_model, latent_flow_model, autoencoder_model,
-                              quality_embedder, reference_features, _params(evaluate, run), parse("run", run),
-                              progress=log.info)
+    return steps.sweep_points(ledi_generator, gaussian_generator, quality_embedder, reference_features,
+                              _params(evaluate, run), parse("run", run), progress=log.info)
 
 
 SWEEP_SCHEMA = {"nfe_requested": pl.Int64, "rtol": pl.Float64, "seconds_per_image": pl.Float64,
@@ -70,16 +70,14 @@ def error_bars(sweep_points: dict[str, Any], reference_features: ReferenceSet, e
                         infer_schema_length=None)
 
 
-def sweep_latent_sampler(ledi_model: TrainedModel, prior_model: TrainedModel, latent_flow_model: TrainedModel,
-                         autoencoder_model: TrainedModel, quality_embedder: TrainedModel,
+def sweep_latent_sampler(ledi_generator: GeneratorArtifact, quality_embedder: TrainedModel,
                          train_model_input: dict[str, Any], test_model_input: dict[str, Any],
                          reference_features: ReferenceSet, evaluate: dict, run: dict) -> pl.DataFrame:
     """LeDiFlow's start against the image NFE: the latent sampler's settings and the encoder-code rows
     (:func:`ledi_kedro.steps.evaluation.latent_sampler_points`)."""
     ev = _params(evaluate, run)
-    rows = steps.latent_sampler_points(ledi_model, prior_model, latent_flow_model, autoencoder_model,
-                                       quality_embedder, train_model_input, test_model_input, reference_features,
-                                       ev, parse("run", run))
+    rows = steps.latent_sampler_points(ledi_generator, quality_embedder, train_model_input, test_model_input,
+                                       reference_features, ev, parse("run", run))
     schema = {"sample_solver": pl.String, "sample_steps": pl.Int64, "latent_nfe": pl.Float64, "configured": pl.Boolean,
               "image_nfe": pl.Int64, "image_solver": pl.String, ev.primary_metric: pl.Float64, "n_samples": pl.Int64,
               "ms_per_image": pl.Float64, "x0_ms_per_image": pl.Float64, "x0_fraction": pl.Float64,
@@ -88,12 +86,10 @@ def sweep_latent_sampler(ledi_model: TrainedModel, prior_model: TrainedModel, la
     return pl.DataFrame(rows, schema=schema)
 
 
-def measure_straightness(ledi_model: TrainedModel, gaussian_model: TrainedModel, prior_model: TrainedModel,
-                         latent_flow_model: TrainedModel, autoencoder_model: TrainedModel, evaluate: dict,
+def measure_straightness(ledi_generator: GeneratorArtifact, gaussian_generator: GeneratorArtifact, evaluate: dict,
                          run: dict) -> dict[str, float]:
     """Mean ||v(x_t, t) - (x1 - x0)||^2 along each model's Euler trajectories (0 = straight)."""
-    return steps.flow_straightness(ledi_model, gaussian_model, prior_model, latent_flow_model, autoencoder_model,
-                                   _params(evaluate, run), parse("run", run))
+    return steps.flow_straightness(ledi_generator, gaussian_generator, _params(evaluate, run), parse("run", run))
 
 
 def summarize(sweep_results: pl.DataFrame, straightness_values: dict[str, float], embedder_metrics: dict[str, Any],
@@ -205,13 +201,12 @@ def plot_sample_grids(sweep_examples: dict, evaluate: dict) -> Figure:
     return fig
 
 
-def plot_applications(ledi_model: TrainedModel, gaussian_model: TrainedModel, prior_model: TrainedModel,
-                      latent_flow_model: TrainedModel, autoencoder_model: TrainedModel,
+def plot_applications(ledi_generator: GeneratorArtifact, gaussian_generator: GeneratorArtifact,
                       test_model_input: dict[str, Any], evaluate: dict, run: dict) -> tuple[Figure, Figure, Figure]:
     """Prior samples (mean and x0), an interpolation strip and inpainting examples."""
     ev, run_p = _params(evaluate, run), parse("run", run)
     device = resolve_device(run_p.device)
-    s = steps.generators(ledi_model, gaussian_model, prior_model, latent_flow_model, autoencoder_model, device)
+    s = steps.generators(ledi_generator, gaussian_generator, device)
     ledi, gauss = s["ledi"], s["gaussian"]
     n, nfe = ev.grid_images, 2 * max(4, ev.reference_nfe // 8)
     finish = ledi.to_images

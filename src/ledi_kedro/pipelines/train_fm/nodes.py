@@ -8,7 +8,7 @@ from typing import Any
 
 import polars as pl
 
-from ledi_kedro.core.artifacts import TrainedModel
+from ledi_kedro.core.artifacts import GeneratorArtifact, TrainedModel
 from ledi_kedro.core.config import from_dict
 from ledi_kedro.params import FMVariant, parse
 from ledi_kedro.steps.training import flow_training_status
@@ -24,6 +24,13 @@ def summarize_fm(fm_model: TrainedModel, history: pl.DataFrame, quality_history:
                                   quality_history["step"].to_list() if quality_history.height else [])
     warmth = {k: fm_model.meta[k] for k in ("warmth_by_solver", "warmth_fd") if fm_model.meta.get("warmth_fd")}
     return status | warmth | {"final_train_loss": final_loss(history)}
+
+
+def assemble_generator(fm_model: TrainedModel, autoencoder_model: TrainedModel, prior_model: TrainedModel | None = None,
+                       latent_flow_model: TrainedModel | None = None) -> GeneratorArtifact:
+    """The trained generator as one artifact: the flow model, its source's parts (LeDiFlow's prior and latent
+    sampler), its decoder and, in the flow's record, its warmth table."""
+    return GeneratorArtifact.of(fm_model, prior_model, latent_flow_model, autoencoder_model)
 
 
 def plot_fm_loss(history: pl.DataFrame, variant: dict):
