@@ -20,7 +20,7 @@ from tests.conftest import PROJECT_ROOT
 DECLARATION = {"profile": "tiny", "declared": "2026-12-07", "frozen_commit": "a" * 40, "seeds": [11, 12, 13],
                "selection_seeds": [0, 1], "primary": {"solver": "midpoint", "nfe": 2},
                "secondary": [{"solver": "euler", "nfe": 1}], "metric": "fd", "baseline_solvers": ["euler", "midpoint"],
-               "alpha": 0.05}
+               "alpha": 0.05, "confidence": 0.95}
 
 
 def _decl(**changes):
@@ -60,7 +60,7 @@ def test_the_baseline_best_is_chosen_again_inside_every_replicate():
     assert e.interval[0] == pytest.approx(-0.5) and e.interval[1] == pytest.approx(0.49, abs=1e-9)
     assert e.kid_difference == pytest.approx(0.015 - 0.02)
     with pytest.raises(ValueError, match="no LeDiFlow row at euler NFE 1"):
-        seed_endpoint(rows, Point("euler", 1), "fd", ["euler"])
+        seed_endpoint(rows, Point("euler", 1), "fd", ["euler"], 0.95)
 
 
 def test_holm_adjusts_step_down():

@@ -134,3 +134,24 @@ def test_the_ledi_entry_point_is_installed():
     proc = ledi_cli("--help")
     ok(proc)
     assert "generate" in proc.stdout and "interpolate" in proc.stdout
+
+
+def test_both_generators_come_from_the_catalog_and_sample_through_one_generate(tiny_trained_project, monkeypatch):
+    """Each trained generator is one catalog dataset (`<namespace>.generator`); LeDiFlow and the baseline differ
+    only in their source, and the same `generate` samples both."""
+    from kedro.config import OmegaConfigLoader
+    from kedro.io import DataCatalog
+
+    from ledi_kedro.core.generation import GaussianSource, LearnedPriorSource, generate
+
+    monkeypatch.chdir(tiny_trained_project)
+    catalog = DataCatalog.from_config(OmegaConfigLoader(conf_source="conf", base_env="base",
+                                                        default_run_env="local")["catalog"])
+    generators = {ns: catalog.load(f"{ns}.generator").build() for ns in ("ledi", "gaussian")}
+    assert isinstance(generators["ledi"].source, LearnedPriorSource)
+    assert isinstance(generators["gaussian"].source, GaussianSource)
+    for gen in generators.values():
+        out = generate(gen.flow, gen.source, 3, solver="midpoint", nfe=2, seed=0, warmth=gen.warmth,
+                       decode=gen.decode)
+        assert out.images.shape == (3, 1, 8, 8) and out.nfe == 2
+        torch.testing.assert_close(out.images, gen.sample(3, solver="midpoint", nfe=2, seed=0).images, rtol=0, atol=0)

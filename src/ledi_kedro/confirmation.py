@@ -55,7 +55,7 @@ class Declaration:
     metric: str  # fd | kid | mmd: the primary metric (its paired replicates give the per-seed intervals)
     baseline_solvers: list[str]  # the baseline's best is taken over these solvers' whole NFE grid
     alpha: float
-    confidence: float = 0.95
+    confidence: float  # of every interval
 
 
 def _point(raw: Any, where: str) -> Point:
@@ -78,7 +78,7 @@ def parse_declaration(raw: dict[str, Any], source: str) -> Declaration:
     if unknown := set(raw) - known:
         raise DeclarationError(f"{source}: unknown field(s) {sorted(unknown)}")
     if missing := {"profile", "declared", "frozen_commit", "seeds", "selection_seeds", "primary", "secondary",
-                   "metric", "baseline_solvers", "alpha"} - set(raw):
+                   "metric", "baseline_solvers", "alpha", "confidence"} - set(raw):
         raise DeclarationError(f"{source}: missing field(s) {sorted(missing)}")
     seeds, used = [int(s) for s in raw["seeds"]], [int(s) for s in raw["selection_seeds"]]
     if len(set(seeds)) < MIN_SEEDS or len(set(seeds)) != len(seeds):
@@ -102,8 +102,7 @@ def parse_declaration(raw: dict[str, Any], source: str) -> Declaration:
     return Declaration(str(raw["profile"]), str(raw["declared"]), commit, seeds, used,
                        _point(raw["primary"], f"{source}: primary"),
                        [_point(p, f"{source}: secondary[{i}]") for i, p in enumerate(raw["secondary"])],
-                       raw["metric"], [str(s) for s in raw["baseline_solvers"]], alpha,
-                       float(raw.get("confidence", 0.95)))
+                       raw["metric"], [str(s) for s in raw["baseline_solvers"]], alpha, float(raw["confidence"]))
 
 
 # ---------------------------------------------------------------- one seed
@@ -126,7 +125,7 @@ def _generated(rows: list[dict[str, Any]], model: str, solvers: Sequence[str]) -
 
 
 def seed_endpoint(rows: list[dict[str, Any]], point: Point, metric: str, baseline_solvers: Sequence[str],
-                  confidence: float = 0.95) -> SeedEndpoint:
+                  confidence: float) -> SeedEndpoint:
     """The endpoint on one seed's sweep rows (``evaluate``'s ``sweep_results``, with ``<metric>_replicates``)."""
     ledi = [r for r in _generated(rows, "ledi", [point.solver]) if int(r["nfe_requested"] or 0) == point.nfe]
     if not ledi:

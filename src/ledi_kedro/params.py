@@ -222,6 +222,21 @@ class WarmthParams:
 
 
 @dataclass(frozen=True)
+class ConvergenceParams:
+    """When a monitored flow model counts as converged: the least-squares line of its quality over the last
+    ``tail_fraction`` of training has a ``confidence`` t-interval of its change that holds 0."""
+
+    tail_fraction: float
+    confidence: float
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.tail_fraction <= 1.0:
+            raise ValueError(f"convergence.tail_fraction must be in (0, 1], got {self.tail_fraction}")
+        if not 0.0 < self.confidence < 1.0:
+            raise ValueError(f"convergence.confidence must be in (0, 1), got {self.confidence}")
+
+
+@dataclass(frozen=True)
 class FMParams:
     model: DiTConfig
     train: TrainConfig
@@ -230,6 +245,7 @@ class FMParams:
     prior_channels: bool  # LeDiFlow's flow model also sees mu(z) and lv(z) of its x0 as input channels
     warmth: WarmthParams
     monitor: MonitorParams
+    convergence: ConvergenceParams
 
     def __post_init__(self) -> None:
         if self.prior_noise_scale < 0:

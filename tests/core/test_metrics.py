@@ -173,7 +173,7 @@ def test_matched_quality_reads_each_baseline_level_off_both_running_best_curves(
     reps = lambda qs: [[q] * 4 for q in qs]  # noqa: E731 - replicates equal to the points: a zero-width interval
     base = Curve([1, 2, 4, 8], [8.0, 4.0, 2.0, 3.0], reps([8.0, 4.0, 2.0, 3.0]), [1.0, 2.0, 4.0, 8.0])
     ledi = Curve([1, 2, 4, 8], [4.0, 2.0, 1.0, 1.0], reps([4.0, 2.0, 1.0, 1.0]), [2.0, 3.0, 5.0, 9.0])
-    levels = matched_quality(ledi, base)
+    levels = matched_quality(ledi, base, 0.95)
     # the baseline's running best: 8, 4, 2, 2 -> three levels (NFE 8's rise is not a level)
     assert [(m.level_nfe, m.level) for m in levels] == [(1.0, 8.0), (2.0, 4.0), (4.0, 2.0)]
     assert [m.status for m in levels] == ["at_floor", "at_floor", "reached"]
@@ -183,8 +183,8 @@ def test_matched_quality_reads_each_baseline_level_off_both_running_best_curves(
     assert levels[2].seconds_ratio == pytest.approx(4.0 / 3.0)  # baseline 4 s at NFE 4, LeDiFlow 3 s at NFE 2
     assert levels[0].text().startswith(">= 1.00x")
     worse = Curve([1, 2, 4, 8], [9.0, 9.0, 9.0, 9.0], reps([9.0] * 4), [1.0] * 4)
-    assert [m.status for m in matched_quality(worse, base)] == ["never"] * 3
-    assert matched_quality(worse, base)[0].text() == "not reached"
+    assert [m.status for m in matched_quality(worse, base, 0.95)] == ["never"] * 3
+    assert matched_quality(worse, base, 0.95)[0].text() == "not reached"
 
 
 def test_t_quantiles_match_the_tables_and_t_intervals_cover_the_mean():
@@ -195,12 +195,12 @@ def test_t_quantiles_match_the_tables_and_t_intervals_cover_the_mean():
         assert t_quantile(0.975, df) == pytest.approx(expected, abs=1e-5)
     assert t_quantile(0.95, 1) == pytest.approx(math.tan(0.45 * math.pi), abs=1e-6)
     assert t_cdf(0.0, 3) == pytest.approx(0.5) and t_cdf(-2.776445, 4) == pytest.approx(0.025, abs=1e-6)
-    m = mean_with_t_interval([1.0, 2.0, 3.0])  # mean 2, std 1, half-width 4.303 / sqrt(3)
+    m = mean_with_t_interval([1.0, 2.0, 3.0], 0.95)  # mean 2, std 1, half-width 4.303 / sqrt(3)
     assert m.mean == 2.0 and m.std == 1.0
     assert (m.interval.low, m.interval.high) == (pytest.approx(2 - 4.302653 / 3 ** 0.5, abs=1e-5),
                                                  pytest.approx(2 + 4.302653 / 3 ** 0.5, abs=1e-5))
     with pytest.raises(ValueError, match="at least 2 replicates"):
-        mean_with_t_interval([1.0])
+        mean_with_t_interval([1.0], 0.95)
 
 
 def test_tail_trend_tells_a_descent_from_noise():
@@ -208,10 +208,10 @@ def test_tail_trend_tells_a_descent_from_noise():
 
     steps = list(range(400, 8001, 400))  # 20 evaluations; the last quarter: steps 6000-8000, 6 of them
     falling = [100.0 - 0.005 * s for s in steps]  # exact line: 60 -> 50 over the quarter, -16.7%
-    trend = tail_trend(steps, falling)
+    trend = tail_trend(steps, falling, 0.25, 0.9)
     assert (trend.first_step, trend.last_step, trend.n_points) == (6000, 8000, 6)
     assert trend.relative_change == pytest.approx(-10 / 70) and not trend.flat and "still falling" in trend.text()
     g = torch.Generator().manual_seed(0)
     noisy = [20.0 + float(e) for e in torch.randn(len(steps), generator=g) * 0.3]
-    assert tail_trend(steps, noisy).flat  # no trend: the interval holds 0 (seed-fixed noise)
-    assert tail_trend([1, 2], [3.0, 2.0]) is None
+    assert tail_trend(steps, noisy, 0.25, 0.9).flat  # no trend: the interval holds 0 (seed-fixed noise)
+    assert tail_trend([1, 2], [3.0, 2.0], 0.25, 0.9) is None

@@ -379,7 +379,7 @@ def _point(rows: list[dict[str, Any]], metric: str, name: str) -> PointWithInter
 
 
 def latent_sampler_choice(rows: list[dict[str, Any]], metric: str, image_nfe: int,
-                          confidence: float = 0.95) -> dict[str, Any]:
+                          confidence: float) -> dict[str, Any]:
     """At ``image_nfe``: the best latent-sampler setting, the cheapest setting whose difference from the best is
     within the noise (the paired interval of the difference holds 0: the frontier's recommendation), the
     shipped one and the encoder-code rows. Cost is the time of drawing x0."""

@@ -355,36 +355,36 @@ def _flow_generator(ema: nn.Module, cfg, meta: dict[str, Any], prior_model: Trai
     return gen if warmth is None else gen.with_warmth(warmth)
 
 
-def _flow_monitor(p: FMParams, v: FMVariant, run: RunParams, cfg, meta: dict[str, Any], prior_model: TrainedModel,
-                  latent_flow_model: TrainedModel, autoencoder_model: TrainedModel, quality_embedder: TrainedModel,
+GeneratorOf = Callable[[nn.Module, "float | None"], Generator]  # (EMA weights, a fixed warmth or None) -> generator
+
+
+def _flow_monitor(p: FMParams, v: FMVariant, run: RunParams, generator_of: GeneratorOf, warm: bool,
+                  parts: dict[str, TrainedModel | None], quality_embedder: TrainedModel,
                   validation_images: dict[str, Any]) -> tuple[EvaluateFn | None, dict[str, Any] | None]:
     """FD at ``variant.monitor_nfe`` on the judge's features and what it measures (the trainer's
-    ``evaluate_key``), or Nones when ``fm.train.eval_every`` is 0. A warm model (``meta``'s ``warmth_by_solver``
-    not empty) is watched at each warmth of ``fm.warmth.monitor``, and the monitor follows the best of them."""
+    ``evaluate_key``: its settings, the fingerprints of the judge and of the generator's other ``parts``, its
+    reference rows), or Nones when ``fm.train.eval_every`` is 0. A ``warm`` model is watched at each warmth of
+    ``fm.warmth.monitor``, and the monitor follows the best of them."""
     if not p.train.eval_every:
         return None, None
     device = resolve_device(run.device)
-    learned = v.prior == "learned"
-    warmths = p.warmth.monitor if meta["warmth_by_solver"] else [None]
+    warmths = p.warmth.monitor if warm else [None]
 
-    def samplers_for(ema: nn.Module):
-        return [_flow_generator(ema, cfg, meta, prior_model if learned else None,
-                              latent_flow_model if learned else None, autoencoder_model, device, w) for w in warmths]
+    def generators_for(ema: nn.Module) -> list[Generator]:
+        return [generator_of(ema, w) for w in warmths]
 
     rows = monitor_rows(validation_images, "monitor", p.monitor.n_reference, run, "the flow model's monitor")["images"]
     seed = derive_seed(run.seed, "monitor/sampling")  # the same for both variants: their monitors are paired
     key = _monitor_key("fd of the flow's images", {
         "nfe": v.monitor_nfe, **asdict(p.monitor), "seed": seed, "warmths": warmths},
-        {"judge": quality_embedder, "prior": prior_model if learned else None,
-         "latent_sampler": latent_flow_model if learned else None, "autoencoder": autoencoder_model}, rows)
-    return flow_quality_monitor(samplers_for, build_embedder(quality_embedder, device), as_float(rows),
+        {"judge": quality_embedder, **parts}, rows)
+    return flow_quality_monitor(generators_for, build_embedder(quality_embedder, device), as_float(rows),
                                 p.monitor.n_samples, v.monitor_nfe, p.monitor.solver, p.monitor.batch_size,
                                 seed=seed), key
 
 
-def _warmth_choice(ema: nn.Module, p: FMParams, run: RunParams, cfg, meta: dict[str, Any], prior_model: TrainedModel,
-                   latent_flow_model: TrainedModel, autoencoder_model: TrainedModel, quality_embedder: TrainedModel,
-                   validation_images: dict[str, Any]) -> dict[str, Any]:
+def _warmth_choice(ema: nn.Module, p: FMParams, run: RunParams, generator_of: GeneratorOf,
+                   quality_embedder: TrainedModel, validation_images: dict[str, Any]) -> dict[str, Any]:
     """The record's warmth per solver and NFE (``fm.warmth``), chosen on the validation split's selection block
     (disjoint from the monitor's block by construction; the test split is never read); ``warmth_fd``: every FD
     tried."""
@@ -392,8 +392,8 @@ def _warmth_choice(ema: nn.Module, p: FMParams, run: RunParams, cfg, meta: dict[
     reference = as_float(monitor_rows(validation_images, "selection", p.monitor.n_reference, run,
                                       "fm.warmth's choice")["images"])
 
-    def sampler_with(w: float):
-        return _flow_generator(ema, cfg, meta, prior_model, latent_flow_model, autoencoder_model, device, w)
+    def sampler_with(w: float) -> Generator:
+        return generator_of(ema, w)
 
     w = p.warmth
     choice = choose_warmth(sampler_with, build_embedder(quality_embedder, device), reference, w.grid, w.nfe,
@@ -438,13 +438,19 @@ def train_flow(train_input: dict[str, Any], prior_model: TrainedModel | None, pr
     source = make_source(record, (channels, int(images.shape[-1]), int(images.shape[-1])), resolve_device(run.device),
                          prior_model, latent_flow_model)
     loss = fm_objective(source, p.time_sampler, warmth)
-    monitor, monitor_key = _flow_monitor(p, v, run, cfg, meta, prior_model, latent_flow_model, autoencoder_model,
-                                         quality_embedder, validation_images)
+    learned = v.prior == "learned"
+    parts = {"prior": prior_model if learned else None, "latent_sampler": latent_flow_model if learned else None,
+             "autoencoder": autoencoder_model}
+
+    def generator_of(ema: nn.Module, fixed_warmth: float | None = None) -> Generator:
+        return _flow_generator(ema, cfg, meta, parts["prior"], parts["latent_sampler"], autoencoder_model,
+                               resolve_device(run.device), fixed_warmth)
+
+    monitor, monitor_key = _flow_monitor(p, v, run, generator_of, warmth, parts, quality_embedder, validation_images)
     result = run_training(v.name, lambda: DiT(cfg), loss, data, train, run, {**cfg.to_dict(), **meta}, monitor,
                           monitor_key)
     if warmth:
-        meta |= _warmth_choice(result.ema, p, run, cfg, meta, prior_model, latent_flow_model, autoencoder_model,
-                               quality_embedder, validation_images)
+        meta |= _warmth_choice(result.ema, p, run, generator_of, quality_embedder, validation_images)
     meta = meta | {"stop_reason": result.stop_reason, "steps": result.steps}
     return TrainedModel("dit", cfg, result.model, result.ema, meta), result
 
@@ -456,7 +462,8 @@ def flow_training_status(quality: list[float], steps: int, p: FMParams, v: FMVar
     evaluations' steps, ``last_quarter``: the linear trend of the quality over the last quarter of training
     (:func:`~ledi_kedro.core.metrics.trend.tail_trend`; ``flat``: no trend beyond the noise)."""
     out: dict[str, Any] = {"prior": v.prior, "steps": steps, "step_cap": p.train.steps}
-    trend = tail_trend(eval_steps, quality) if eval_steps and quality else None
+    c = p.convergence
+    trend = tail_trend(eval_steps, quality, c.tail_fraction, c.confidence) if eval_steps and quality else None
     if trend is not None:
         out["last_quarter"] = {"text": trend.text(), "relative_change": round(trend.relative_change, 5),
                                "interval": [round(trend.interval.low, 5), round(trend.interval.high, 5)],

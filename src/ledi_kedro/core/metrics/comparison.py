@@ -70,7 +70,7 @@ class Comparison:
     wallclock: WallClockSpeedup | None
 
 
-def compare(ledi: Curve, baseline: Curve, reference_nfe: float | None, confidence: float = 0.95) -> Comparison:
+def compare(ledi: Curve, baseline: Curve, reference_nfe: float | None, confidence: float) -> Comparison:
     """Matched-quality speedup of ``ledi`` over ``baseline`` at ``reference_nfe`` (None: the baseline's
     best point), with its interval and its wall-clock counterpart."""
     est = speedup_with_interval(ledi.nfe, ledi.quality, ledi.replicates, baseline.nfe, baseline.quality,
@@ -110,7 +110,7 @@ class CheapestBeatsBest:
                 "bounded below")
 
 
-def cheapest_beats_best(ledi: Curve, base: Curve, confidence: float = 0.95) -> CheapestBeatsBest | None:
+def cheapest_beats_best(ledi: Curve, base: Curve, confidence: float) -> CheapestBeatsBest | None:
     """The comparison of LeDiFlow's smallest-NFE point with the baseline's best, or None when LeDiFlow is worse."""
     j = min(range(len(base.nfe)), key=lambda i: base.quality[i])
     if not ledi.nfe or ledi.quality[0] > base.quality[j]:
@@ -119,7 +119,7 @@ def cheapest_beats_best(ledi: Curve, base: Curve, confidence: float = 0.95) -> C
     return CheapestBeatsBest(ledi.nfe[0], ledi.quality[0], base.nfe[j], base.quality[j], gap, confidence)
 
 
-def better_per_nfe(ledi: Curve, base: Curve, confidence: float = 0.95) -> dict[int, str]:
+def better_per_nfe(ledi: Curve, base: Curve, confidence: float) -> dict[int, str]:
     """At each NFE both curves have: ``ledi`` or ``gaussian`` when that model is better beyond the noise (the
     paired interval of the difference excludes 0), else ``noise``."""
     out = {}
@@ -131,7 +131,7 @@ def better_per_nfe(ledi: Curve, base: Curve, confidence: float = 0.95) -> dict[i
     return out
 
 
-def paired_difference(a: Sequence[float], b: Sequence[float], point: float, confidence: float = 0.95) -> Interval:
+def paired_difference(a: Sequence[float], b: Sequence[float], point: float, confidence: float) -> Interval:
     """Interval of ``b - a`` from paired replicates, recentred on the point difference."""
     diffs = [y - x for x, y in zip(a, b)]
     mean = sum(diffs) / len(diffs)
@@ -209,7 +209,7 @@ def _ratio(v: float | None) -> str:
     return "not reached" if v is None else f"{v:.2f}"
 
 
-def matched_quality(ledi: Curve, base: Curve, confidence: float = 0.95) -> list[MatchedLevel]:
+def matched_quality(ledi: Curve, base: Curve, confidence: float) -> list[MatchedLevel]:
     """For each quality level the baseline's running-best curve takes on its grid (its running best at each of its
     NFE, repeated levels once): the smallest NFE at which each model's running-best curve reaches it and their
     ratio, in NFE and in seconds. Replicate ``b`` reads the level off the baseline's ``b``-th replicate curve and

@@ -79,7 +79,7 @@ class QualityBootstrap:
     ``interval`` turns them into a :class:`Interval`.
     """
 
-    def __init__(self, metric: BootstrapMetric = "fd", n_resamples: int = 200, confidence: float = 0.95,
+    def __init__(self, metric: BootstrapMetric, n_resamples: int, confidence: float, *,
                  seed: int = 0, sigma: float | None = None, scale: float = 1000.0,
                  max_chunk_bytes: int = 256 * 2**20):
         if metric not in ("fd", "kid", "mmd"):
@@ -167,7 +167,7 @@ class QualityBootstrap:
         return percentile_interval(replicates, self.confidence, nonnegative=self.metric in NONNEGATIVE)
 
 
-def percentile_interval(replicates: torch.Tensor | Sequence[float], confidence: float = 0.95,
+def percentile_interval(replicates: torch.Tensor | Sequence[float], confidence: float,
                         nonnegative: bool = False) -> Interval:
     """The replicates' (1 - confidence) / 2 and (1 + confidence) / 2 quantiles."""
     reps = torch.as_tensor(replicates, dtype=torch.float64)

@@ -69,7 +69,7 @@ class SpeedupEstimate:
 
     point: Speedup
     replicates: tuple[Speedup, ...]
-    confidence: float = 0.95
+    confidence: float
 
     def _ordered(self) -> list[tuple[float, Status]]:
         # "never" ranks below every number; "at_floor" counts at its (lower-bound) value.
@@ -112,7 +112,7 @@ class SpeedupEstimate:
 def speedup_with_interval(ledi_nfe: Sequence[float], ledi_quality: Sequence[float],
                           ledi_replicates: Sequence[Sequence[float]], base_nfe: Sequence[float],
                           base_quality: Sequence[float], base_replicates: Sequence[Sequence[float]],
-                          reference_nfe: float | None, confidence: float = 0.95) -> SpeedupEstimate:
+                          reference_nfe: float | None, confidence: float) -> SpeedupEstimate:
     """The matched-quality speedup and its replicates: replicate ``b`` reads the reference off the
     baseline's ``b``-th curve and matches it on LeDiFlow's ``b``-th curve (the curves are paired)."""
     n_ref, q_ref = reference_from_curve(base_nfe, base_quality, reference_nfe)

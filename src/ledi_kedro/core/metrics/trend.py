@@ -72,7 +72,7 @@ class MeanInterval:
     confidence: float
 
 
-def mean_with_t_interval(values: Sequence[float], confidence: float = 0.95) -> MeanInterval:
+def mean_with_t_interval(values: Sequence[float], confidence: float) -> MeanInterval:
     """Mean and two-sided t-interval of independent replicates; the interval holds all their variance (training
     included, when each replicate is a fresh training run). Needs at least two values."""
     xs = [float(v) for v in values]
@@ -108,8 +108,7 @@ class Trend:
                 f"{100 * self.interval.high:+.1f}%, {self.n_points} evaluations): {verdict}")
 
 
-def tail_trend(steps: Sequence[int], values: Sequence[float], fraction: float = 0.25,
-               confidence: float = 0.9) -> Trend | None:
+def tail_trend(steps: Sequence[int], values: Sequence[float], fraction: float, confidence: float) -> Trend | None:
     """The :class:`Trend` of the evaluations in the last ``fraction`` of the steps trained (at least three, or
     None when the history is shorter)."""
     if not 0.0 < fraction <= 1.0:
