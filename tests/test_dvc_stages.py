@@ -25,7 +25,7 @@ def test_the_derivation_sees_code_catalog_params_and_data(required):
     fm = required["train_fm_ledi"]
     assert fm.command == "--pipelines=train_fm --namespaces=ledi"
     assert {"src/ledi_kedro/params.py", "src/ledi_kedro/settings.py", "src/ledi_kedro/hooks.py",
-            "src/ledi_kedro/training.py", "src/ledi_kedro/core/trainer.py", "src/ledi_kedro/datasets/models.py",
+            "src/ledi_kedro/training_nodes.py", "src/ledi_kedro/core/trainer.py", "src/ledi_kedro/datasets/models.py",
             "conf/base/catalog.yml", "conf/local", "data/06_models/quality_embedder", "data/06_models/prior",
             "data/05_model_input/prior_codes.safetensors", "data/06_models/latent_flow"} <= fm.deps
     assert set(fm.params) == {"fm", "ledi", "run"} and "data/06_models/fm_ledi" in fm.outs
@@ -36,7 +36,7 @@ def test_the_derivation_sees_code_catalog_params_and_data(required):
     assert not {d for d in base.deps if d.startswith("data/") and ("prior" in d or "latent_flow" in d)}
     assert "data/08_reporting/training_quality.png" in required["evaluate"].outs
     tune = required["tune"]  # tune chains the shared training steps and copies every parameter section
-    assert "src/ledi_kedro/training.py" in tune.deps and "prior" in tune.params
+    assert "src/ledi_kedro/training_nodes.py" in tune.deps and "prior" in tune.params
     assert not any(d.startswith("src/ledi_kedro/pipelines/train_") for d in tune.deps)  # no pipeline imports another
     assert required["preprocess"].params["data_source"] == "conf/local/parameters_data_source.yml"
     assert dvc_deps.SOURCE_DEP in required["preprocess"].deps

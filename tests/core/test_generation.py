@@ -234,7 +234,7 @@ def test_sampling_from_codes_is_ledi_with_the_latent_sampler_replaced(generators
 def test_latent_quality_monitor_sees_a_shifted_sampler():
     """Codes q(z|y) = N(0, I), judged through identity 'images': the identity latent flow (zero velocity, z = w)
     scores about the sampling noise; a constant velocity 3 shifts every code by 3 (FD ~ 9 per dimension)."""
-    from ledi_kedro.core.evaluation import latent_quality_monitor
+    from ledi_kedro.core.sweeps import latent_quality_monitor
 
     dim = 4
     codes = {"mu_z": torch.zeros(2000, dim), "logvar_z": torch.zeros(2000, dim)}
@@ -249,7 +249,7 @@ def test_flow_quality_monitor_follows_the_best_of_several_samplers():
     """Images x0 + v from x0 ~ N(0, I) under a constant velocity v (one Euler step), judged through identity
     features against N(0, I) draws: v = 0 scores about the sampling noise, v = 0.5 a shift; a monitor given
     both ways of sampling (a warm model at two warmths) reports the better one, in any order."""
-    from ledi_kedro.core.evaluation import flow_quality_monitor
+    from ledi_kedro.core.sweeps import flow_quality_monitor
 
     shape = (1, 2, 2)
     still, shifted = gaussian(Constant(0.0), shape), gaussian(Constant(0.5), shape)
@@ -282,7 +282,7 @@ def test_the_warmth_is_chosen_per_solver_where_the_solvers_disagree():
     """Warmth w gives decay c = 0.5 + 0.5 w, judged against N(0, 0.5^2 I). At NFE 2 euler's gain (1 - c/2)^2 is
     0.56 at w = 0 and 0.25 at w = 1, and midpoint's 1 - c + c^2/2 is 0.63 and exactly 0.5: euler takes w = 0 and
     midpoint w = 1 at the same NFE. At NFE 1 (euler only) 1 - c is exactly 0.5 at w = 0."""
-    from ledi_kedro.core.evaluation import choose_warmth
+    from ledi_kedro.core.sweeps import choose_warmth
 
     shape = (1, 2, 2)
     reference = (0.5 * torch.randn(4000, *shape, generator=torch.Generator().manual_seed(7))).clamp(-1, 1)

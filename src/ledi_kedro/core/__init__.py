@@ -17,7 +17,7 @@ Where things are (sub-modules are imported on demand, so data workers start with
 * a metric, an interval, a speedup:    ``metrics/`` (``distances``, ``intervals``, ``speedup``,
                                        ``comparison``, ``model_quality``)
 * the judges (embeddings):             ``embedders.py``
-* an NFE sweep or in-training quality: ``evaluation.py``
+* an NFE sweep or in-training quality: ``sweeps.py`` (and the warmth's choice)
 * images in and out:                   ``data/`` (ingest, IDX files, splits; ``tensors.py`` for torch)
 * seeded subsets, threads, devices:    ``subsets.py``, ``threads.py``, ``distributed.py``
 * typed configs from dicts, atomic IO: ``config.py``, ``io.py``

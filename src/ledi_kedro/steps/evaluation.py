@@ -31,7 +31,7 @@ from ledi_kedro.core.artifacts import GeneratorArtifact, TrainedModel, load_auto
 from ledi_kedro.core.data.tensors import as_float
 from ledi_kedro.core.distributed import resolve_device
 from ledi_kedro.core.embedders import build_embedder
-from ledi_kedro.core.evaluation import QualitySpec, SweepConfig, generate_and_embed, prior_only_features, quality, sweep
+from ledi_kedro.core.sweeps import QualitySpec, SweepConfig, generate_and_embed, prior_only_features, quality, sweep
 from ledi_kedro.core.metrics import median_heuristic_sigma
 from ledi_kedro.core.metrics.comparison import (
     Curve, PointWithInterval, better_per_nfe, cheapest_beats_best, compare, matched_quality, paired_difference,

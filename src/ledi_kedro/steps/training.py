@@ -34,7 +34,7 @@ from ledi_kedro.core.embedders import (
 )
 from ledi_kedro.core.encoding import encode_latents, encode_moments, fit_latent_scale
 from ledi_kedro.core.generation import Generator
-from ledi_kedro.core.evaluation import choose_warmth, flow_quality_monitor, latent_quality_monitor
+from ledi_kedro.core.sweeps import choose_warmth, flow_quality_monitor, latent_quality_monitor
 from ledi_kedro.core.metrics.model_quality import classifier_accuracy, prior_metrics, reconstruction_psnr
 from ledi_kedro.core.metrics.trend import tail_trend
 from ledi_kedro.core.models import DiT, DomainClassifier, KLAutoencoder, LatentFlow, PriorModel

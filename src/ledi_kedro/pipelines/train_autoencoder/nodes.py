@@ -9,7 +9,7 @@ import polars as pl
 from ledi_kedro.core.artifacts import TrainedModel
 from ledi_kedro.params import parse
 from ledi_kedro.steps import training as steps
-from ledi_kedro.training import history_frame, plot_loss_history
+from ledi_kedro.training_nodes import history_frame, plot_loss_history
 
 
 def train_autoencoder(train_images: dict[str, Any], autoencoder: dict, run: dict) -> tuple[TrainedModel, pl.DataFrame]:

@@ -11,7 +11,7 @@ import polars as pl
 from ledi_kedro.core.artifacts import TrainedModel
 from ledi_kedro.params import parse
 from ledi_kedro.steps.training import train_judge
-from ledi_kedro.training import history_frame, plot_loss_history
+from ledi_kedro.training_nodes import history_frame, plot_loss_history
 
 
 def train_quality_embedder(train_image_tensors: dict[str, Any], validation_image_tensors: dict[str, Any],

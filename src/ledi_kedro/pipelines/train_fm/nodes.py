@@ -1,5 +1,5 @@
 """Summaries and plots of the image flow models (the training step itself, shared with ``tune``, is
-:func:`ledi_kedro.training.train_fm_model` for LeDiFlow, :func:`~ledi_kedro.training.train_baseline_model` for
+:func:`ledi_kedro.training_nodes.train_fm_model` for LeDiFlow, :func:`~ledi_kedro.training_nodes.train_baseline_model` for
 the N(0, I) baseline)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from ledi_kedro.core.artifacts import GeneratorArtifact, TrainedModel
 from ledi_kedro.core.config import from_dict
 from ledi_kedro.params import FMVariant, parse
 from ledi_kedro.steps.training import flow_training_status
-from ledi_kedro.training import final_loss, plot_loss_history
+from ledi_kedro.training_nodes import final_loss, plot_loss_history
 
 
 def summarize_fm(fm_model: TrainedModel, history: pl.DataFrame, quality_history: pl.DataFrame, fm: dict,

@@ -1,6 +1,6 @@
 from kedro.pipeline import Node, Pipeline
 
-from ledi_kedro.training import train_baseline_model, train_fm_model
+from ledi_kedro.training_nodes import train_baseline_model, train_fm_model
 
 from .nodes import assemble_generator, plot_fm_loss, summarize_fm
 

@@ -1,5 +1,5 @@
 """The latent sampler: flow matching from w ~ N(0, I) to the frozen encoder's codes z (the training
-step itself, shared with ``tune``, is :func:`ledi_kedro.training.train_latent_flow_model`)."""
+step itself, shared with ``tune``, is :func:`ledi_kedro.training_nodes.train_latent_flow_model`)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from ledi_kedro.core.models import reparameterize
 from ledi_kedro.core.generation import integrate_latent
 from ledi_kedro.core.subsets import derive_seed, seeded_rows
 from ledi_kedro.params import parse
-from ledi_kedro.training import final_loss, plot_loss_history
+from ledi_kedro.training_nodes import final_loss, plot_loss_history
 
 
 @torch.no_grad()

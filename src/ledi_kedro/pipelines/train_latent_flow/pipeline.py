@@ -1,6 +1,6 @@
 from kedro.pipeline import Node, Pipeline
 
-from ledi_kedro.training import train_latent_flow_model
+from ledi_kedro.training_nodes import train_latent_flow_model
 
 from .nodes import evaluate_latent_flow, plot_latent_flow_loss
 

@@ -1,5 +1,5 @@
 """The auxiliary prior model: encoder q(z|y) and decoder P_L(x|z), trained with the VGL + KL
-(the training step itself, shared with ``tune``, is :func:`ledi_kedro.training.train_prior_model`)."""
+(the training step itself, shared with ``tune``, is :func:`ledi_kedro.training_nodes.train_prior_model`)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from ledi_kedro.core.metrics.model_quality import prior_metrics
 from ledi_kedro.core.subsets import class_coverage, derive_seed
 from ledi_kedro.params import parse
 from ledi_kedro.steps.training import prior_eval_rows
-from ledi_kedro.training import final_loss, plot_loss_history
+from ledi_kedro.training_nodes import final_loss, plot_loss_history
 
 
 def evaluate_prior(prior_model: TrainedModel, validation_model_input: dict[str, Any], history: pl.DataFrame,

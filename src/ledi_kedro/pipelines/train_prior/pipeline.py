@@ -1,6 +1,6 @@
 from kedro.pipeline import Node, Pipeline
 
-from ledi_kedro.training import encode_prior_codes, train_prior_model
+from ledi_kedro.training_nodes import encode_prior_codes, train_prior_model
 
 from .nodes import evaluate_prior, plot_prior_loss
 

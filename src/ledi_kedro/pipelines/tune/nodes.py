@@ -25,12 +25,12 @@ from ledi_kedro.core.config import ConfigError, from_dict
 from ledi_kedro.core.data.tensors import as_float
 from ledi_kedro.core.distributed import resolve_device
 from ledi_kedro.core.embedders import build_embedder
-from ledi_kedro.core.evaluation import generate_and_embed
+from ledi_kedro.core.sweeps import generate_and_embed
 from ledi_kedro.core.metrics import frechet_distance
 from ledi_kedro.core.subsets import derive_seed
 from ledi_kedro.params import Dimension, RunParams, TuneParams, parse, validate_all
 from ledi_kedro.steps.training import monitor_rows
-from ledi_kedro.training import (
+from ledi_kedro.training_nodes import (
     encode_prior_codes, train_fm_model, train_latent_flow_model, train_prior_model,
 )
 
