@@ -203,9 +203,10 @@ def table(repo: Path, arms: list[dict], not_in_base: list[str]) -> str:
     base = ("the profile" + (f" without {', '.join(left_out)} (conf/base's)" if left_out else "")
             + (f" with {', '.join(set_back)}" if set_back else ""))
     hypotheses = {"base": base, **{a["name"]: a["hypothesis"] for a in arms}}
-    given = {m: sum(a.get("model") in (m, "both") for a in arms) for m in ("ledi", "baseline")}
-    lines_head = [f"Settings tried besides the base: LeDiFlow {given['ledi']}, the baseline {given['baseline']} "
-                  "(scored on the validation split).", ""]
+    ran = [a for a in arms if refs.get(a["name"])]
+    given = {m: sum(a.get("model") in (m, "both") for a in ran) for m in ("ledi", "baseline")}
+    lines_head = [f"Settings tried besides the base, so far: LeDiFlow {given['ledi']}, the baseline {given['baseline']} "
+                  f"({len(ran)} of {len(arms)} arms run; scored on the validation split).", ""]
     lines = ["| arm | LeDiFlow best at NFE <= 4 | held-out codes @ 2 | baseline's best | LeDiFlow at NFE <= 4 vs "
              "the baseline's best | paired difference, against the baseline at the same solver and NFE | "
              "stops (LeDiFlow / baseline) | the baseline's last quarter of training | hypothesis |",
