@@ -266,18 +266,12 @@ def _ode_velocity(flow: nn.Module, draw: Draw, warmth: float | None, autocast: b
     return velocity
 
 
-def _budget(steps: int | None, nfe: int | None) -> dict[str, int | None]:
-    return {"steps": steps, "nfe": nfe}
-
-
 @torch.no_grad()
 def integrate_from(flow: nn.Module, draw: Draw, *, solver: str = "euler", steps: int | None = None,
                    nfe: int | None = None, warmth: float | None = None, precision: str = "fp32",
                    return_trajectory: bool = False, callback=None, **solver_kwargs):
     """The image ODE from a draw's x0 (t from 0 to 1) with its condition and ``warmth``."""
-    device = draw.x0.device
-    autocast = _autocast(precision, device)
-    return integrate(_ode_velocity(flow, draw, warmth, autocast), draw.x0, solver=solver, steps=steps, nfe=nfe,
+    return integrate(velocity_field(flow, draw, warmth, precision), draw.x0, solver=solver, steps=steps, nfe=nfe,
                      return_trajectory=return_trajectory, callback=callback, **solver_kwargs)
 
 

@@ -76,12 +76,17 @@ def purpose_rows(tensors: dict[str, Any], purposes: tuple[str, ...], purpose: st
     if len(sizes) != 1:
         raise ValueError(f"tensors must have one number of rows, got {sorted(sizes)}")
     idx = purpose_indices(sizes.pop(), purposes, purpose, n, seed)
-    return {k: (v[idx] if isinstance(v, torch.Tensor) else v[idx.numpy()]) if _is_rows(v) else v
-            for k, v in tensors.items()}
+    return _take_rows(tensors, idx)
 
 
 def _is_rows(value: Any) -> bool:
     return isinstance(value, (torch.Tensor, np.ndarray))
+
+
+def _take_rows(tensors: dict[str, Any], idx: torch.Tensor) -> dict[str, Any]:
+    """Rows ``idx`` of every tensor or array in ``tensors``; other entries (metadata) pass through."""
+    return {k: (v[idx] if isinstance(v, torch.Tensor) else v[idx.numpy()]) if _is_rows(v) else v
+            for k, v in tensors.items()}
 
 
 def seeded_rows(tensors: dict[str, Any], n: int | None, seed: int) -> dict[str, Any]:
@@ -93,8 +98,7 @@ def seeded_rows(tensors: dict[str, Any], n: int | None, seed: int) -> dict[str, 
     if not sizes:
         return dict(tensors)
     idx = seeded_indices(next(iter(sizes.values())), n, seed)
-    return {k: (v[idx] if isinstance(v, torch.Tensor) else v[idx.numpy()]) if _is_rows(v) else v
-            for k, v in tensors.items()}
+    return _take_rows(tensors, idx)
 
 
 def class_coverage(labels: torch.Tensor | np.ndarray) -> dict[str, Any]:
